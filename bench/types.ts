@@ -1,0 +1,16 @@
+export interface BenchOptions {
+  /** CI's quick mode: proves the benchmark runs, with small counts. */
+  quick: boolean;
+}
+
+export interface BenchResult {
+  name: string;
+  ours: number | null;
+  anchor: number | null;
+  higherIsBetter: boolean;
+  /** Required ratio ours/anchor (higherIsBetter) or anchor/ours, e.g. 20 for "20x faster". */
+  target: number;
+  anchorCommand: string;
+  /** Why a figure is missing, when it is. */
+  note?: string;
+}

@@ -1,0 +1,54 @@
+// Typed failures of the kernel layer. Callers branch on `code` ('EEXIST', 'ENODEV', …) the way Go
+// callers write errors.Is(err, unix.EEXIST); the message names the operation, its target and, when
+// the kernel gave one, its extended-ack explanation.
+
+import { constants } from 'node:os';
+
+// Several names share a number (EAGAIN/EWOULDBLOCK, ENOTSUP/EOPNOTSUPP); the first listed wins,
+// which is the name strace and the kernel headers use.
+const ERRNO_NAMES = new Map<number, string>();
+for (const [name, num] of Object.entries(constants.errno)) if (!ERRNO_NAMES.has(num)) ERRNO_NAMES.set(num, name);
+
+export function errnoName(errno: number): string {
+  return ERRNO_NAMES.get(errno) ?? `E${errno}`;
+}
+
+export class KernelError extends Error {
+  readonly errno: number;
+  readonly code: string;
+  /** What we asked for, e.g. RTM_NEWLINK or setns. */
+  readonly op: string;
+  /** What it was about, e.g. link "br-abc". */
+  readonly target: string;
+  /** The kernel's own explanation (netlink extended ack), when it sent one. */
+  readonly extack?: string;
+
+  constructor(errno: number, op: string, target: string, extack?: string) {
+    const code = errnoName(errno);
+    super(`${op} ${target}: ${code}${extack ? ` (${extack})` : ''}`);
+    this.name = 'KernelError';
+    this.errno = errno;
+    this.code = code;
+    this.op = op;
+    this.target = target;
+    if (extack) this.extack = extack;
+  }
+}
+
+/** Input that we reject before any syscall (bad interface name, malformed address, …). */
+export class InvalidArgumentError extends Error {
+  readonly code = 'EINVAL';
+  constructor(message: string) {
+    super(message);
+    this.name = 'InvalidArgumentError';
+  }
+}
+
+export function isKernelError(e: unknown, code?: string): e is KernelError {
+  return e instanceof KernelError && (code === undefined || e.code === code);
+}
+
+/** The link (or namespace) is gone: what a tolerant delete ignores. */
+export function isNotFound(e: unknown): boolean {
+  return e instanceof KernelError && (e.code === 'ENODEV' || e.code === 'ENOENT' || e.code === 'ESRCH');
+}

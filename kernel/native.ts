@@ -1,0 +1,49 @@
+// Loads the C++ addon (native/src) and gives it exact types. The only module that touches native/.
+
+import { existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export interface NativeError extends Error {
+  errno: number;
+  syscall: string;
+}
+
+export interface NativeBinding {
+  openNetlink(nsPath: string | null): Promise<{ fd: number; portId: number }>;
+  transact(fd: number, portId: number, seq: number, request: Buffer): Promise<Buffer>;
+  closeFd(fd: number): void;
+  sysctl(nsPath: string | null, procPath: string, value: string | null): Promise<string>;
+  netnsCreate(path: string): Promise<void>;
+  netnsDelete(path: string): Promise<void>;
+  socketIn(nsPath: string | null, family: number, type: number, protocol: number): Promise<number>;
+}
+
+function packageRoot(): string {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  while (!existsSync(join(dir, 'package.json')) || !existsSync(join(dir, 'binding.gyp'))) {
+    const up = dirname(dir);
+    if (up === dir) throw new Error('cannot find the tsnet package root (binding.gyp)');
+    dir = up;
+  }
+  return dir;
+}
+
+let cached: NativeBinding | undefined;
+
+export function native(): NativeBinding {
+  if (cached) return cached;
+  const root = packageRoot();
+  const candidates = ['build/Release/tsnet_native.node', 'build/Debug/tsnet_native.node'].map((p) => join(root, p));
+  const found = candidates.find((p) => existsSync(p));
+  if (!found) {
+    throw new Error(`tsnet native addon not built; looked in: ${candidates.join(', ')}. Run "npm run build:native".`);
+  }
+  cached = createRequire(import.meta.url)(found) as NativeBinding;
+  return cached;
+}
+
+export function isNativeError(e: unknown): e is NativeError {
+  return e instanceof Error && typeof (e as Partial<NativeError>).errno === 'number';
+}
