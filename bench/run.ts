@@ -2,11 +2,13 @@
 // prints one table of figures, ratios and targets; writes bench-results.json.
 
 import { writeFileSync } from 'node:fs';
+import { benchIpam } from './ipam.js';
 import { benchNetlink } from './netlink.js';
 import type { BenchOptions, BenchResult } from './types.js';
 
 const BENCHES: Record<string, (o: BenchOptions) => Promise<BenchResult[]>> = {
   netlink: benchNetlink,
+  ipam: benchIpam,
 };
 
 function ratio(r: BenchResult): number | null {

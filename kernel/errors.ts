@@ -1,3 +1,7 @@
+// The project's error vocabulary. It sits in the lowest TypeScript layer so that every layer
+// above (ipam, drivers, core, the protocol front-ends) can raise and recognise the same codes
+// without importing upward; cnm/ and cni/ map codes to Docker's {"Err"} and CNI error numbers.
+//
 // Typed failures of the kernel layer. Callers branch on `code` ('EEXIST', 'ENODEV', …) the way Go
 // callers write errors.Is(err, unix.EEXIST); the message names the operation, its target and, when
 // the kernel gave one, its extended-ack explanation.
@@ -11,6 +15,40 @@ for (const [name, num] of Object.entries(constants.errno)) if (!ERRNO_NAMES.has(
 
 export function errnoName(errno: number): string {
   return ERRNO_NAMES.get(errno) ?? `E${errno}`;
+}
+
+export const ERROR_CODES = [
+  'INVALID_ARGUMENT', // malformed input, refused before any state changes
+  'UNSUPPORTED_OPTION', // a driver or IPAM option we do not know
+  'NOT_FOUND', // a network, endpoint or pool the caller named does not exist
+  'ALREADY_EXISTS', // a name or id that is taken
+  'POOL_OVERLAP', // a requested subnet overlaps one in use
+  'POOL_EXHAUSTED', // no address (or default pool) left
+  'ADDRESS_IN_USE', // a requested address is taken
+  'ADDRESS_OUT_OF_RANGE', // a requested address is outside the pool
+  'PORT_IN_USE', // a host port is published already
+  'TRY_AGAIN', // transient: a lock or a peer is busy
+  'KERNEL', // the kernel refused (see KernelError)
+  'INTERNAL', // a bug or an unexpected state
+] as const;
+
+export type ErrorCode = (typeof ERROR_CODES)[number];
+
+/** An error with a code from ERROR_CODES and a message a user can act on. */
+export class NetError extends Error {
+  readonly netCode: ErrorCode;
+  constructor(netCode: ErrorCode, message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = 'NetError';
+    this.netCode = netCode;
+  }
+}
+
+export function netCodeOf(e: unknown): ErrorCode {
+  if (e instanceof NetError) return e.netCode;
+  if (e instanceof KernelError) return 'KERNEL';
+  if (e instanceof InvalidArgumentError) return 'INVALID_ARGUMENT';
+  return 'INTERNAL';
 }
 
 export class KernelError extends Error {

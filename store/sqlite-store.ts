@@ -1,0 +1,96 @@
+// The embedded store: one SQLite database (WAL mode) through better-sqlite3.
+//
+// Why SQLite: a committed transaction survives a killed process (WAL + atomic commit), several
+// processes can share the file safely (the daemon and CNI plugins run side by side), a mutation
+// costs O(log n) whatever the record count, and an operator can inspect it with the sqlite3 CLI:
+//   sqlite3 /var/lib/tsnet/tsnet.db "select key, value from kv where key like 'ipam/%'"
+// synchronous=NORMAL in WAL mode never corrupts and never tears a transaction; on power loss the
+// newest commits may be lost, which for network state is reconciled from the kernel and Docker.
+
+import Database from 'better-sqlite3';
+import { chmodSync, existsSync, mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
+import { KEY_END, type ListOptions, type Store, type Tx } from './store.js';
+
+type Row = { key: string; value: string };
+
+export interface SqliteStoreOptions {
+  /** How long to wait for another process's write lock before failing (ms). */
+  busyTimeoutMs?: number;
+}
+
+export class SqliteStore implements Store {
+  private readonly db: Database.Database;
+  private readonly stmt;
+  private readonly tx: Tx;
+  /** One transaction wrapper reused for every call: building it per call costs more than the work. */
+  private readonly runTx: Database.Transaction<(fn: (tx: Tx) => unknown) => unknown>;
+
+  constructor(readonly location: string, opts: SqliteStoreOptions = {}) {
+    const onDisk = location !== ':memory:';
+    if (onDisk && !existsSync(dirname(location))) mkdirSync(dirname(location), { recursive: true, mode: 0o700 });
+    this.db = new Database(location);
+    if (onDisk) chmodSync(location, 0o600);
+    this.db.pragma('journal_mode = WAL');
+    this.db.pragma('synchronous = NORMAL');
+    this.db.pragma(`busy_timeout = ${opts.busyTimeoutMs ?? 10_000}`);
+    this.db.exec('CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID');
+    this.stmt = {
+      get: this.db.prepare<[string], Row>('SELECT key, value FROM kv WHERE key = ?'),
+      put: this.db.prepare<[string, string]>('INSERT INTO kv (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value'),
+      del: this.db.prepare<[string]>('DELETE FROM kv WHERE key = ?'),
+      list: this.db.prepare<[string, string, number], Row>('SELECT key, value FROM kv WHERE key >= ? AND key < ? ORDER BY key LIMIT ?'),
+      count: this.db.prepare<[string, string], { n: number }>('SELECT count(*) AS n FROM kv WHERE key >= ? AND key < ?'),
+    };
+    const s = this.stmt;
+    this.tx = {
+      get: <T>(key: string): T | undefined => {
+        const row = s.get.get(key);
+        return row ? (JSON.parse(row.value) as T) : undefined;
+      },
+      put: <T>(key: string, value: T): void => {
+        s.put.run(key, JSON.stringify(value));
+      },
+      delete: (key: string): boolean => s.del.run(key).changes > 0,
+      list: <T>(prefix: string, o: ListOptions = {}): Array<[string, T]> => {
+        const start = o.start !== undefined && o.start > prefix ? o.start : prefix;
+        return s.list.all(start, prefix + KEY_END, o.limit ?? -1).map((r) => [r.key, JSON.parse(r.value) as T]);
+      },
+      count: (prefix: string): number => s.count.get(prefix, prefix + KEY_END)!.n,
+    };
+    this.runTx = this.db.transaction((fn: (tx: Tx) => unknown) => fn(this.tx));
+  }
+
+  transact<T>(fn: (tx: Tx) => T): Promise<T> {
+    try {
+      // IMMEDIATE takes the write lock up front, so two processes never both read-then-write.
+      return Promise.resolve(this.runTx.immediate(fn) as T);
+    } catch (e) {
+      return Promise.reject(e);
+    }
+  }
+
+  read<T>(fn: (tx: Tx) => T): Promise<T> {
+    try {
+      return Promise.resolve(this.runTx.deferred(fn) as T);
+    } catch (e) {
+      return Promise.reject(e);
+    }
+  }
+
+  async close(): Promise<void> {
+    if (this.db.open) this.db.close();
+  }
+
+  /** Size of the database file(s) in bytes, for benchmarks and doctor. */
+  sizeBytes(): number {
+    const pageCount = this.db.pragma('page_count', { simple: true }) as number;
+    const pageSize = this.db.pragma('page_size', { simple: true }) as number;
+    return pageCount * pageSize;
+  }
+}
+
+/** In-memory store for unit tests (same SQLite semantics, no file). */
+export function memoryStore(): SqliteStore {
+  return new SqliteStore(':memory:');
+}
