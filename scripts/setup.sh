@@ -16,7 +16,7 @@ fi
 
 packages=(iptables iproute2 procps)
 if [ "${1:-}" = "--test" ]; then
-  packages+=(iputils-ping docker.io busybox-static containerd containernetworking-plugins etcd-server dnsmasq-base iperf3 conntrack)
+  packages+=(iputils-ping curl docker.io busybox-static containerd containernetworking-plugins etcd-server dnsmasq-base iperf3 conntrack)
 fi
 
 missing=()

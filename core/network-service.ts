@@ -1,0 +1,151 @@
+// NetworkService: the operations both front-ends share. It persists networks and endpoints in the
+// store, serialises calls per network, runs each mutation as a Tx (undo in reverse on failure) and
+// renders the firewall from the recorded networks after every change.
+
+import type { Store } from '../store/store.js';
+import { NetError } from '../kernel/errors.js';
+import { Tx, KeyedMutex } from './tx.js';
+import { sysctlSet } from '../kernel/sysctl.js';
+import type { DriverContext, EndpointSpec, JoinPlan, NetworkSpec } from '../drivers/driver.js';
+import { bridgeDriver, type BridgeEndpointState, type BridgeNetworkState } from '../drivers/bridge/index.js';
+
+export interface NetworkRecord {
+  id: string;
+  driver: 'tsbridge';
+  spec: NetworkSpec;
+  state: BridgeNetworkState;
+  createdAt: string;
+}
+
+export interface EndpointRecord {
+  id: string;
+  networkId: string;
+  spec: EndpointSpec;
+  state: BridgeEndpointState;
+  sandboxKey?: string;
+  joined: boolean;
+}
+
+const K = {
+  net: (id: string) => `net/${id}`,
+  nets: 'net/',
+  ep: (net: string, ep: string) => `ep/${net}/${ep}`,
+  eps: (net: string) => `ep/${net}/`,
+};
+
+export class NetworkService {
+  private readonly mutex = new KeyedMutex();
+
+  constructor(private readonly store: Store, private readonly ctx: DriverContext) {}
+
+  private logUndo = (msg: string, fields: Record<string, unknown>): void => this.ctx.log.warn(fields, msg);
+
+  /** Re-renders the firewall from the store (start-up, and after every network change). */
+  async syncFirewall(): Promise<void> {
+    const nets = await this.listNetworks();
+    await this.ctx.firewall.apply(nets.map((n) => bridgeDriver.firewallView(n.state)));
+  }
+
+  listNetworks(): Promise<NetworkRecord[]> {
+    return this.store.read((tx) => tx.list<NetworkRecord>(K.nets).map(([, n]) => n));
+  }
+
+  getNetwork(id: string): Promise<NetworkRecord | undefined> {
+    return this.store.read((tx) => tx.get<NetworkRecord>(K.net(id)));
+  }
+
+  private async requireNetwork(id: string): Promise<NetworkRecord> {
+    const n = await this.getNetwork(id);
+    if (!n) throw new NetError('NOT_FOUND', `network ${id.slice(0, 12)} is not known to tsnet`);
+    return n;
+  }
+
+  createNetwork(spec: NetworkSpec): Promise<void> {
+    return this.mutex.run(spec.id, () =>
+      Tx.run(this.logUndo, async (tx) => {
+        if (await this.getNetwork(spec.id)) throw new NetError('ALREADY_EXISTS', `network ${spec.id.slice(0, 12)} exists`);
+        // Validate everything before touching the kernel.
+        bridgeDriver.parseOptions(spec.rawOptions);
+        const others = await this.listNetworks();
+        const subnets = [...spec.ipv4, ...spec.ipv6].map((s) => s.subnet);
+        for (const o of others) {
+          const clash = [...o.state.subnets4, ...o.state.subnets6].find((s) => subnets.includes(s));
+          if (clash) throw new NetError('POOL_OVERLAP', `subnet ${clash} is already used by tsnet network ${o.id.slice(0, 12)}`);
+        }
+        const state = await bridgeDriver.createNetwork(this.ctx, spec, tx);
+        await sysctlSet(undefined, 'net.ipv4.ip_forward', '1');
+        if (spec.enableIPv6) await sysctlSet(undefined, 'net.ipv6.conf.all.forwarding', '1');
+        const rec: NetworkRecord = { id: spec.id, driver: 'tsbridge', spec, state, createdAt: new Date().toISOString() };
+        await this.store.transact((t) => t.put(K.net(spec.id), rec));
+        tx.onUndo('forget network', () => this.store.transact((t) => t.delete(K.net(spec.id))));
+        await this.syncFirewall();
+        tx.onUndo('re-render firewall', () => this.syncFirewall());
+        this.ctx.log.info({ network: spec.id, bridge: state.bridge }, 'network created');
+      }),
+    );
+  }
+
+  /** Idempotent: an unknown network is already deleted. */
+  deleteNetwork(id: string): Promise<void> {
+    return this.mutex.run(id, async () => {
+      const n = await this.getNetwork(id);
+      if (!n) return;
+      const eps = await this.store.read((tx) => tx.list<EndpointRecord>(K.eps(id)));
+      for (const [, ep] of eps) await bridgeDriver.deleteEndpoint(this.ctx, ep.state);
+      await bridgeDriver.deleteNetwork(this.ctx, n.state);
+      await this.store.transact((tx) => {
+        for (const [k] of eps) tx.delete(k);
+        tx.delete(K.net(id));
+      });
+      await this.syncFirewall();
+      this.ctx.log.info({ network: id }, 'network deleted');
+    });
+  }
+
+  createEndpoint(spec: EndpointSpec): Promise<EndpointRecord> {
+    return this.mutex.run(spec.networkId, () =>
+      Tx.run(this.logUndo, async (tx) => {
+        const n = await this.requireNetwork(spec.networkId);
+        const existing = await this.store.read((t) => t.get<EndpointRecord>(K.ep(spec.networkId, spec.id)));
+        if (existing) throw new NetError('ALREADY_EXISTS', `endpoint ${spec.id.slice(0, 12)} exists`);
+        const state = await bridgeDriver.createEndpoint(this.ctx, n.state, spec, tx);
+        const rec: EndpointRecord = { id: spec.id, networkId: spec.networkId, spec, state, joined: false };
+        await this.store.transact((t) => t.put(K.ep(spec.networkId, spec.id), rec));
+        this.ctx.log.info({ network: spec.networkId, endpoint: spec.id, veth: state.hostIf }, 'endpoint created');
+        return rec;
+      }),
+    );
+  }
+
+  getEndpoint(networkId: string, id: string): Promise<EndpointRecord | undefined> {
+    return this.store.read((tx) => tx.get<EndpointRecord>(K.ep(networkId, id)));
+  }
+
+  join(networkId: string, id: string, sandboxKey?: string): Promise<JoinPlan> {
+    return this.mutex.run(networkId, async () => {
+      const n = await this.requireNetwork(networkId);
+      const ep = await this.getEndpoint(networkId, id);
+      if (!ep) throw new NetError('NOT_FOUND', `endpoint ${id.slice(0, 12)} is not known to tsnet`);
+      await this.store.transact((t) => t.put(K.ep(networkId, id), { ...ep, joined: true, ...(sandboxKey ? { sandboxKey } : {}) }));
+      return bridgeDriver.join(n.state, ep.state);
+    });
+  }
+
+  leave(networkId: string, id: string): Promise<void> {
+    return this.mutex.run(networkId, async () => {
+      const ep = await this.getEndpoint(networkId, id);
+      if (ep) await this.store.transact((t) => t.put(K.ep(networkId, id), { ...ep, joined: false }));
+    });
+  }
+
+  /** Idempotent: a missing endpoint or veth is already deleted. */
+  deleteEndpoint(networkId: string, id: string): Promise<void> {
+    return this.mutex.run(networkId, async () => {
+      const ep = await this.getEndpoint(networkId, id);
+      if (!ep) return;
+      await bridgeDriver.deleteEndpoint(this.ctx, ep.state);
+      await this.store.transact((t) => t.delete(K.ep(networkId, id)));
+      this.ctx.log.info({ network: networkId, endpoint: id }, 'endpoint deleted');
+    });
+  }
+}

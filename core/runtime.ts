@@ -1,0 +1,61 @@
+// Wires the daemon together: store, IPAM, netlink, firewall, services, plugin sockets.
+
+import type { FastifyInstance } from 'fastify';
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { pino } from 'pino';
+import { startPluginSockets } from '../cnm/server.js';
+import { IptablesFirewall } from '../kernel/firewall/iptables.js';
+import { NetlinkHandle } from '../kernel/netlink.js';
+import { Ipam } from '../ipam/ipam.js';
+import { SqliteStore } from '../store/sqlite-store.js';
+import { NetworkService } from './network-service.js';
+
+export interface DaemonOptions {
+  pluginDir: string;
+  stateDir: string;
+  logLevel: string;
+}
+
+export interface Daemon {
+  networks: NetworkService;
+  ipam: Ipam;
+  stop(): Promise<void>;
+}
+
+/** Subnets a default pool must avoid: the host's routes and its resolvers (Docker loops otherwise). */
+export async function hostNetworks(nl: NetlinkHandle): Promise<string[]> {
+  const routes = (await nl.routeList()).filter((r) => r.dst !== 'default').map((r) => r.dst);
+  const resolv = await readFile('/etc/resolv.conf', 'utf8').catch(() => '');
+  const servers = [...resolv.matchAll(/^\s*nameserver\s+(\S+)/gm)].map((m) => (m[1]!.includes(':') ? `${m[1]}/128` : `${m[1]}/32`));
+  return [...routes, ...servers];
+}
+
+export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
+  const log = pino({ level: opts.logLevel });
+  const store = new SqliteStore(join(opts.stateDir, 'tsnet.db'));
+  const host = await NetlinkHandle.open();
+  const firewall = new IptablesFirewall();
+  const ipam = new Ipam(store, { hostNetworks: () => hostNetworks(host), log: (msg, f) => log.warn(f ?? {}, msg) });
+  const networks = new NetworkService(store, { host, firewall, log });
+  // Networks and endpoints live on in the kernel while the daemon is down; the firewall is
+  // re-rendered from the store in case it was flushed meanwhile.
+  await networks.syncFirewall();
+  const apps: FastifyInstance[] = await startPluginSockets(
+    [
+      { name: 'tsbridge', implements: ['NetworkDriver'] },
+      { name: 'tsipam', implements: ['IpamDriver'] },
+    ],
+    { pluginDir: opts.pluginDir, logLevel: opts.logLevel, networks, ipam },
+  );
+  log.info({ pluginDir: opts.pluginDir, state: store.location, networks: (await networks.listNetworks()).length }, 'tsnet daemon ready');
+  return {
+    networks,
+    ipam,
+    async stop() {
+      await Promise.all(apps.map((a) => a.close()));
+      await host.close();
+      await store.close();
+    },
+  };
+}

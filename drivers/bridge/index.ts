@@ -1,0 +1,116 @@
+// tsbridge: one Linux bridge per network with the gateway address(es) on it, one veth pair per
+// endpoint (host end enslaved to the bridge, container end handed to the runtime), NAT and
+// isolation through the firewall backend.
+
+import { NetError, isNotFound } from '../../kernel/errors.js';
+import type { FirewallNetwork } from '../../kernel/firewall/iptables.js';
+import { ifaceSysctl, sysctlSet } from '../../kernel/sysctl.js';
+import type { Tx } from '../../core/tx.js';
+import type { DriverContext, EndpointSpec, JoinPlan, NetworkSpec } from '../driver.js';
+import { type BridgeOptions, parseBridgeOptions } from './options.js';
+
+export interface BridgeNetworkState {
+  bridge: string;
+  opts: BridgeOptions;
+  /** Gateway addresses we put on the bridge ("ip/len"). */
+  gateways: string[];
+  subnets4: string[];
+  subnets6: string[];
+  internal: boolean;
+  /** Whether we created the bridge (a pre-existing one is refused, so this is always true today). */
+  created: boolean;
+}
+
+export interface BridgeEndpointState {
+  hostIf: string;
+  containerIf: string;
+  mac?: string;
+}
+
+export const bridgeNameFor = (networkId: string): string => `tsb-${networkId.slice(0, 11)}`;
+const vethNames = (endpointId: string) => ({ host: `tsv${endpointId.slice(0, 12)}`, container: `tsc${endpointId.slice(0, 12)}` });
+
+/** Docker's convention: 02:42 followed by the IPv4 address, so MACs are stable and readable. */
+export function macFromIpv4(cidr: string): string {
+  const parts = cidr.split('/')[0]!.split('.').map(Number);
+  return ['02', '42', ...parts.map((p) => p.toString(16).padStart(2, '0'))].join(':');
+}
+
+export const bridgeDriver = {
+  name: 'tsbridge' as const,
+
+  parseOptions: parseBridgeOptions,
+
+  firewallView(state: BridgeNetworkState): FirewallNetwork {
+    return { bridge: state.bridge, subnets4: state.subnets4, internal: state.internal, icc: state.opts.icc, masquerade: state.opts.masquerade };
+  },
+
+  async createNetwork(ctx: DriverContext, spec: NetworkSpec, tx: Tx): Promise<BridgeNetworkState> {
+    const opts = parseBridgeOptions(spec.rawOptions);
+    const bridge = opts.bridgeName ?? bridgeNameFor(spec.id);
+    if (await ctx.host.linkFind({ name: bridge })) {
+      throw new NetError('ALREADY_EXISTS', `a network interface named ${bridge} already exists on the host; choose another com.docker.network.bridge.name`);
+    }
+    await ctx.host.linkAdd({ kind: 'bridge', name: bridge, ...(opts.mtu ? { mtu: opts.mtu } : {}) });
+    tx.onUndo(`delete bridge ${bridge}`, () => ctx.host.linkDelIfExists({ name: bridge }));
+    const gateways: string[] = [];
+    for (const s of [...spec.ipv4, ...(spec.enableIPv6 ? spec.ipv6 : [])]) {
+      if (!s.gateway) continue;
+      await ctx.host.addrAdd({ name: bridge }, s.gateway, { nodad: true });
+      gateways.push(s.gateway);
+    }
+    if (spec.enableIPv6 && spec.ipv6.length) {
+      await sysctlSet(undefined, ifaceSysctl('ipv6', bridge, 'disable_ipv6'), '0');
+    }
+    await ctx.host.linkSetUp({ name: bridge });
+    return {
+      bridge, opts, gateways, internal: spec.internal, created: true,
+      subnets4: spec.ipv4.map((s) => s.subnet), subnets6: spec.ipv6.map((s) => s.subnet),
+    };
+  },
+
+  async deleteNetwork(ctx: DriverContext, state: BridgeNetworkState): Promise<void> {
+    if (state.created) await ctx.host.linkDelIfExists({ name: state.bridge });
+  },
+
+  async createEndpoint(ctx: DriverContext, net: BridgeNetworkState, ep: EndpointSpec, tx: Tx): Promise<BridgeEndpointState> {
+    const names = vethNames(ep.id);
+    const mac = ep.mac || (ep.address4 ? macFromIpv4(ep.address4) : undefined);
+    const mtu = net.opts.mtu;
+    await ctx.host.linkAdd({
+      kind: 'veth', name: names.host, ...(mtu ? { mtu } : {}),
+      peer: { name: names.container, ...(mac ? { mac } : {}), ...(mtu ? { mtu } : {}) },
+    });
+    tx.onUndo(`delete veth ${names.host}`, () => ctx.host.linkDelIfExists({ name: names.host }));
+    // The container end gets its addresses from the runtime; DAD would delay them by seconds.
+    await sysctlSet(undefined, ifaceSysctl('ipv6', names.container, 'accept_dad'), '0').catch(() => undefined);
+    await ctx.host.linkSet({ name: names.host }, { master: { name: net.bridge }, up: true });
+    // Hairpin lets a container reach its own published port through the host address.
+    await ctx.host.bridgePortSet({ name: names.host }, { hairpin: true });
+    return { hostIf: names.host, containerIf: names.container, ...(mac ? { mac } : {}) };
+  },
+
+  join(net: BridgeNetworkState, ep: BridgeEndpointState): JoinPlan {
+    const plan: JoinPlan = { ifName: ep.containerIf, staticRoutes: [] };
+    // Internal networks return no gateway: Docker would otherwise install a default route.
+    if (!net.internal) {
+      const gw4 = net.gateways.find((g) => !g.includes(':'));
+      const gw6 = net.gateways.find((g) => g.includes(':'));
+      if (gw4) plan.gateway4 = gw4.split('/')[0]!;
+      if (gw6) plan.gateway6 = gw6.split('/')[0]!;
+    }
+    return plan;
+  },
+
+  async deleteEndpoint(ctx: DriverContext, ep: BridgeEndpointState): Promise<void> {
+    // After Leave, Docker moves the container end back to the host; deleting either end removes both.
+    for (const name of [ep.hostIf, ep.containerIf]) {
+      try {
+        await ctx.host.linkDel({ name });
+        return;
+      } catch (e) {
+        if (!isNotFound(e)) throw e;
+      }
+    }
+  },
+};

@@ -1,0 +1,63 @@
+// tsbridge network options, with Docker's names where Docker has them. Unknown keys are refused:
+// a typo that is silently ignored is worse than an error.
+
+import { NetError } from '../../kernel/errors.js';
+import { validateIfName } from '../../kernel/names.js';
+
+export interface BridgeOptions {
+  bridgeName?: string;
+  icc: boolean;
+  masquerade: boolean;
+  hostBindingIpv4?: string;
+  mtu?: number;
+}
+
+const BOOL = (key: string, v: string): boolean => {
+  if (/^(true|1|yes|on)$/i.test(v)) return true;
+  if (/^(false|0|no|off)$/i.test(v)) return false;
+  throw new NetError('INVALID_ARGUMENT', `option ${key} must be true or false, not ${JSON.stringify(v)}`);
+};
+
+export const BRIDGE_OPTION_KEYS = [
+  'com.docker.network.bridge.name',
+  'com.docker.network.bridge.enable_icc',
+  'com.docker.network.bridge.enable_ip_masquerade',
+  'com.docker.network.bridge.host_binding_ipv4',
+  'com.docker.network.driver.mtu',
+] as const;
+
+export function parseBridgeOptions(raw: Record<string, string>): BridgeOptions {
+  const opts: BridgeOptions = { icc: true, masquerade: true };
+  for (const [key, value] of Object.entries(raw)) {
+    if (typeof value !== 'string') throw new NetError('INVALID_ARGUMENT', `option ${key} must be a string`);
+    switch (key) {
+      case 'com.docker.network.bridge.name':
+        try {
+          validateIfName(value);
+        } catch (e) {
+          throw new NetError('INVALID_ARGUMENT', `bad bridge name: ${(e as Error).message}`);
+        }
+        opts.bridgeName = value;
+        break;
+      case 'com.docker.network.bridge.enable_icc':
+        opts.icc = BOOL(key, value);
+        break;
+      case 'com.docker.network.bridge.enable_ip_masquerade':
+        opts.masquerade = BOOL(key, value);
+        break;
+      case 'com.docker.network.bridge.host_binding_ipv4':
+        if (!/^\d{1,3}(\.\d{1,3}){3}$/.test(value)) throw new NetError('INVALID_ARGUMENT', `option ${key} must be an IPv4 address`);
+        opts.hostBindingIpv4 = value;
+        break;
+      case 'com.docker.network.driver.mtu': {
+        const mtu = Number(value);
+        if (!Number.isInteger(mtu) || mtu < 68 || mtu > 65535) throw new NetError('INVALID_ARGUMENT', `option ${key} must be an MTU between 68 and 65535`);
+        opts.mtu = mtu;
+        break;
+      }
+      default:
+        throw new NetError('UNSUPPORTED_OPTION', `tsbridge does not know option ${JSON.stringify(key)}; known: ${BRIDGE_OPTION_KEYS.join(', ')}`);
+    }
+  }
+  return opts;
+}

@@ -1,0 +1,47 @@
+// What a network driver is: a few typed lifecycle steps. The protocol front-ends (cnm/, cni/)
+// translate their wire formats into these calls; a driver never knows which one called it.
+
+import type { IptablesFirewall } from '../kernel/firewall/iptables.js';
+import type { NetlinkHandle } from '../kernel/netlink.js';
+
+export interface Logger {
+  info(obj: object, msg?: string): void;
+  warn(obj: object, msg?: string): void;
+  error(obj: object, msg?: string): void;
+}
+
+export interface DriverContext {
+  /** Netlink bound to the namespace the daemon runs in (the "host"). */
+  readonly host: NetlinkHandle;
+  readonly firewall: IptablesFirewall;
+  readonly log: Logger;
+}
+
+export interface NetworkSpec {
+  id: string;
+  /** IPv4 subnets with their gateway ("ip/len"), as IPAM gave them. */
+  ipv4: Array<{ subnet: string; gateway?: string }>;
+  ipv6: Array<{ subnet: string; gateway?: string }>;
+  internal: boolean;
+  enableIPv6: boolean;
+  /** Driver options exactly as the user gave them (-o k=v); the driver parses them once. */
+  rawOptions: Record<string, string>;
+}
+
+export interface EndpointSpec {
+  id: string;
+  networkId: string;
+  /** "ip/len" */
+  address4?: string;
+  address6?: string;
+  mac?: string;
+}
+
+/** What the sandbox must look like after a join: the front-end (Docker or our CNI) applies it. */
+export interface JoinPlan {
+  /** The interface, still in the host namespace, that goes into the container. */
+  ifName: string;
+  gateway4?: string;
+  gateway6?: string;
+  staticRoutes: Array<{ destination: string; nextHop?: string }>;
+}

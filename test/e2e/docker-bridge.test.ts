@@ -1,0 +1,125 @@
+// The first milestone with a real Docker Engine: tsbridge networks created, attached, isolated and
+// torn down through `docker`, verified with packets and with kernel state.
+
+import Database from 'better-sqlite3';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { docker, dockerFail, ensureDocker, IMAGE, startTsnet, type TsnetDaemon } from '../helpers/docker.js';
+import { ip, isRoot, linkNames, ok, run, uniqueName } from '../helpers/sys.js';
+
+const hasDocker = isRoot && ok('which', ['dockerd']);
+
+describe.skipIf(!hasDocker)('docker + tsbridge (real dockerd)', () => {
+  let daemon: TsnetDaemon;
+  const nets: string[] = [];
+  const ctrs: string[] = [];
+  const outside = uniqueName('out');
+
+  const net = (args: string[]): string => {
+    const name = uniqueName('net');
+    docker('network', 'create', '-d', 'tsbridge', ...args, name);
+    nets.push(name);
+    return name;
+  };
+  const ctr = (netName: string, ...extra: string[]): string => {
+    const name = uniqueName('c');
+    docker('run', '-d', '--name', name, '--network', netName, ...extra, IMAGE, 'sleep', '600');
+    ctrs.push(name);
+    return name;
+  };
+  const canPing = (c: string, target: string): boolean => ok('docker', ['exec', c, 'ping', '-c', '1', '-W', '2', target]);
+  const allocations = (): number => {
+    const db = new Database(join(daemon.stateDir, 'tsnet.db'), { readonly: true });
+    try {
+      return (db.prepare("select count(*) as n from kv where key like 'ipam/addr/%'").get() as { n: number }).n;
+    } finally {
+      db.close();
+    }
+  };
+
+  beforeAll(async () => {
+    await ensureDocker();
+    daemon = await startTsnet();
+    // An "outside" host: a namespace routed via the host over a veth pair.
+    run('ip', ['netns', 'add', outside]);
+    run('ip', ['link', 'add', `${outside}h`, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', outside]);
+    run('ip', ['addr', 'add', '198.18.231.1/30', 'dev', `${outside}h`]);
+    run('ip', ['link', 'set', `${outside}h`, 'up']);
+    ip(outside, 'addr', 'add', '198.18.231.2/30', 'dev', 'eth0');
+    ip(outside, 'link', 'set', 'eth0', 'up');
+    ip(outside, 'link', 'set', 'lo', 'up');
+  }, 180_000);
+
+  afterAll(async () => {
+    for (const c of ctrs) dockerFail('rm', '-f', c);
+    for (const n of nets) dockerFail('network', 'rm', n);
+    run('ip', ['link', 'del', `${outside}h`], { allowFail: true });
+    run('ip', ['netns', 'del', outside], { allowFail: true });
+    await daemon?.stop();
+  }, 120_000);
+
+  it('two containers reach each other by IP and by name; --ip is honoured; the default route is the gateway', () => {
+    const n = net(['--ipam-driver', 'tsipam', '--subnet', '10.231.10.0/24']);
+    const a = ctr(n, '--ip', '10.231.10.50');
+    const b = ctr(n);
+    expect(docker('exec', a, 'ip', '-4', 'addr', 'show', 'eth0')).toContain('10.231.10.50/24');
+    expect(docker('exec', b, 'ip', 'route')).toMatch(/default via 10\.231\.10\.1 dev eth0/);
+    expect(canPing(b, '10.231.10.50')).toBe(true);
+    expect(canPing(b, a)).toBe(true);
+    expect(canPing(a, '10.231.10.1')).toBe(true);
+  });
+
+  it('containers reach a host outside through masquerade; another network cannot reach them', () => {
+    const n1 = net(['--subnet', '10.231.20.0/24']); // Docker's default IPAM
+    const n2 = net(['--ipam-driver', 'tsipam']); // a default pool chosen by tsipam
+    const a = ctr(n1);
+    const other = ctr(n2);
+    expect(canPing(a, '198.18.231.2')).toBe(true);
+    expect(canPing(other, '198.18.231.2')).toBe(true);
+    const aIp = docker('inspect', '-f', '{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}', a);
+    expect(canPing(other, aIp)).toBe(false);
+  });
+
+  it('an --internal network cannot reach the outside host', () => {
+    const n = net(['--internal', '--ipam-driver', 'tsipam', '--subnet', '10.231.30.0/24']);
+    const c = ctr(n);
+    const peer = ctr(n);
+    expect(canPing(c, '198.18.231.2')).toBe(false);
+    expect(canPing(c, peer)).toBe(true);
+  });
+
+  it('bad input gives a clear error and leaves nothing behind', () => {
+    const before = linkNames().filter((l) => l.startsWith('tsb'));
+    const name = uniqueName('bad');
+    const unknown = run('docker', ['network', 'create', '-d', 'tsbridge', '-o', 'no.such.option=1', name], { allowFail: true });
+    expect(unknown).toBe('');
+    expect(run('sh', ['-c', `docker network create -d tsbridge -o no.such.option=1 ${name} 2>&1 || true`])).toMatch(/does not know option "no.such.option"/);
+    expect(run('sh', ['-c', `docker network create -d tsbridge -o com.docker.network.bridge.name=lo ${name} 2>&1 || true`])).toMatch(/lo already exists/);
+    expect(run('sh', ['-c', `docker network create -d tsbridge --ipam-driver tsipam --subnet 10.231.40.7/24 ${name} 2>&1 || true`])).toMatch(/host bits/);
+    expect(linkNames().filter((l) => l.startsWith('tsb'))).toEqual(before);
+    expect(run('sh', ['-c', `curl -s -o /dev/null -w '%{http_code}' --unix-socket /run/docker/plugins/tsbridge.sock -X POST -d '{nope' http://x/NetworkDriver.CreateNetwork`])).toBe('400');
+  });
+
+  it('after docker rm and docker network rm, no link, rule or allocation of the network remains', () => {
+    const baseAlloc = allocations();
+    const n = net(['--ipam-driver', 'tsipam', '--subnet', '10.231.50.0/24']);
+    const c = ctr(n);
+    const bridge = linkNames().find((l) => l.startsWith('tsb-') && run('ip', ['-br', 'addr', 'show', 'dev', l]).includes('10.231.50.1'));
+    expect(bridge).toBeDefined();
+    expect(run('iptables', ['-S', 'TSNET-FORWARD'])).toContain(bridge!);
+    expect(allocations()).toBeGreaterThan(baseAlloc);
+    const ports = run('ip', ['-o', 'link', 'show', 'master', bridge!]).split('\n').filter(Boolean).map((l) => l.split(': ')[1]!.split('@')[0]!);
+    expect(ports).toHaveLength(1);
+    docker('rm', '-f', c);
+    docker('network', 'rm', n);
+    nets.splice(nets.indexOf(n), 1);
+    expect(linkNames()).not.toContain(bridge);
+    for (const p of ports) {
+      expect(linkNames()).not.toContain(p);
+      expect(linkNames()).not.toContain(p.replace(/^tsv/, 'tsc'));
+    }
+    expect(run('iptables', ['-S'])).not.toContain(bridge!);
+    expect(run('iptables', ['-t', 'nat', '-S'])).not.toContain('10.231.50.0/24');
+    expect(allocations()).toBe(baseAlloc);
+  });
+});

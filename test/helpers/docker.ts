@@ -1,0 +1,66 @@
+// A real Docker Engine and a real tsnet daemon for e2e tests. dockerd is started if none answers;
+// the image is imported from busybox-static (nothing can be pulled).
+
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdtempSync, mkdirSync, rmSync, symlinkSync, copyFileSync, openSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { ok, run } from './sys.js';
+
+export const IMAGE = 'tsnet-busybox:test';
+const ROOT = new URL('../../', import.meta.url).pathname;
+
+export const docker = (...args: string[]): string => run('docker', args).trim();
+export const dockerOk = (...args: string[]): boolean => ok('docker', args);
+export function dockerFail(...args: string[]): string {
+  const out = run('docker', args, { allowFail: true });
+  return out;
+}
+
+async function waitFor(check: () => boolean, what: string, ms = 30_000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!check()) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
+
+export async function ensureDocker(): Promise<void> {
+  if (!ok('docker', ['info'])) {
+    const log = openSync('/tmp/tsnet-test-dockerd.log', 'a');
+    spawn('dockerd', [], { detached: true, stdio: ['ignore', log, log] }).unref();
+    await waitFor(() => ok('docker', ['info']), 'dockerd', 60_000);
+  }
+  if (!ok('docker', ['image', 'inspect', IMAGE])) {
+    const dir = mkdtempSync(join(tmpdir(), 'tsnt-img-'));
+    mkdirSync(join(dir, 'bin'));
+    copyFileSync('/bin/busybox', join(dir, 'bin/busybox'));
+    for (const c of ['sh', 'ping', 'nc', 'httpd', 'wget', 'ip', 'cat', 'sleep', 'echo', 'nslookup']) symlinkSync('busybox', join(dir, 'bin', c));
+    run('sh', ['-c', `tar -C ${dir} -c . | docker import - ${IMAGE}`]);
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+export interface TsnetDaemon {
+  stateDir: string;
+  proc: ChildProcess;
+  stop(signal?: NodeJS.Signals): Promise<void>;
+}
+
+export async function startTsnet(stateDir = mkdtempSync(join(tmpdir(), 'tsnt-state-'))): Promise<TsnetDaemon> {
+  const log = openSync(join(stateDir, 'daemon.log'), 'a');
+  const proc = spawn(process.execPath, [join(ROOT, 'dist/bin/tsnet.js'), 'serve', '--state-dir', stateDir, '--log-level', 'info'], {
+    stdio: ['ignore', log, log],
+  });
+  await waitFor(() => existsSync('/run/docker/plugins/tsbridge.sock') && ok('curl', ['-s', '--unix-socket', '/run/docker/plugins/tsbridge.sock', '-X', 'POST', 'http://x/Plugin.Activate']) , 'tsnet sockets');
+  return {
+    stateDir,
+    proc,
+    stop: (signal = 'SIGTERM') =>
+      new Promise((resolve) => {
+        if (proc.exitCode !== null) return resolve();
+        proc.once('exit', () => resolve());
+        proc.kill(signal);
+      }),
+  };
+}
