@@ -20,7 +20,7 @@ export interface PoolRecord {
   range?: string;
   /** Reference count: Docker may request the same pool again (replay) and release it per request. */
   refs: number;
-  /** Hex key of the last address handed out dynamically. */
+  /** Hex key of the last address handed out dynamically (kept under its own key, see K.cursor). */
   cursor?: string;
   /** True when the pool was picked from the defaults (not asked for by subnet). */
   auto: boolean;
@@ -82,6 +82,9 @@ const K = {
   addrs: (id: string) => `ipam/addr/${id}/`,
   allAddrs: 'ipam/addr/',
   defaultCursor: (family: Family) => `ipam/default-cursor/${family}`,
+  // The allocation cursor lives apart from the pool record so each allocation rewrites a few
+  // bytes, not the whole pool.
+  cursor: (id: string) => `ipam/cursor/${id}`,
 };
 
 function poolId(space: string, subnet: string, range?: string): string {
@@ -210,6 +213,7 @@ export class Ipam {
         return a;
       });
       tx.delete(K.pool(id));
+      tx.delete(K.cursor(id));
       return { released: true, freed };
     });
     // Docker only logs a failed ReleasePool, so refusing would leak the pool; we free and say so.
@@ -261,10 +265,10 @@ export class Ipam {
       // The gateway is the first usable address of the range, as Docker's IPAM does.
       value = this.firstFreeFrom(tx, p, lo, lo, hi);
     } else {
-      const after = p.cursor !== undefined ? BigInt(`0x${p.cursor}`) + 1n : lo;
+      const cursor = tx.get<string>(K.cursor(id));
+      const after = cursor !== undefined ? BigInt(`0x${cursor}`) + 1n : lo;
       value = this.firstFreeFrom(tx, p, after > hi || after < lo ? lo : after, lo, hi);
-      p.cursor = ipKey(p.family, value);
-      tx.put(K.pool(id), p);
+      tx.put(K.cursor(id), ipKey(p.family, value));
     }
     const ip = bigToIp(p.family, value);
     tx.put<AllocationRecord>(K.addr(id, ipKey(p.family, value)), { ip, owner: req.owner, kind, at: new Date().toISOString() });
@@ -273,13 +277,15 @@ export class Ipam {
 
   /** First free address at or after `start`, wrapping to `lo`; walks taken keys in order. */
   private firstFreeFrom(tx: Tx, p: PoolRecord, start: bigint, lo: bigint, hi: bigint): bigint {
+    const prefix = K.addrs(p.id);
+    // Fast path: the address right after the cursor is usually free.
+    if (!tx.has(prefix + ipKey(p.family, start))) return start;
     const scan = (from: bigint, to: bigint): bigint | undefined => {
       let candidate = from;
-      const prefix = K.addrs(p.id);
       while (candidate <= to) {
-        const batch = tx.list<AllocationRecord>(prefix, { start: prefix + ipKey(p.family, candidate), limit: 256 });
+        const batch = tx.keys(prefix, { start: prefix + ipKey(p.family, candidate), limit: 256 });
         if (batch.length === 0) return candidate;
-        for (const [k] of batch) {
+        for (const k of batch) {
           const taken = BigInt(`0x${k.slice(prefix.length)}`);
           if (taken > candidate) return candidate <= to ? candidate : undefined;
           candidate = taken + 1n;

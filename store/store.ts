@@ -13,11 +13,14 @@ export interface ListOptions {
 
 export interface Tx {
   get<T>(key: string): T | undefined;
+  has(key: string): boolean;
   put<T>(key: string, value: T): void;
   /** Removes the key; a missing key is fine. Returns whether it existed. */
   delete(key: string): boolean;
   /** Entries whose key starts with prefix, in key order. */
   list<T>(prefix: string, opts?: ListOptions): Array<[string, T]>;
+  /** Keys only, in key order: cheaper than list() when values are not needed. */
+  keys(prefix: string, opts?: ListOptions): string[];
   count(prefix: string): number;
 }
 

@@ -202,3 +202,26 @@ describe('property: random interleavings never break the allocator', () => {
     );
   }, 60_000);
 });
+
+describe('group commit', () => {
+  it('concurrent callers share commits, each body atomic on its own: one failure does not undo the others', async () => {
+    const store = memoryStore();
+    const ipam = new Ipam(store);
+    const p = await ipam.requestPool({ pool: '10.90.0.0/24' });
+    await ipam.requestAddress(p.id, { owner: 'x', address: '10.90.0.9' });
+    const results = await Promise.allSettled([
+      ipam.requestAddress(p.id, { owner: 'a' }),
+      ipam.requestAddress(p.id, { owner: 'b', address: '10.90.0.9' }), // taken: this one fails
+      store.transact((tx) => {
+        tx.put('scratch/1', 1);
+        throw new Error('body failed after writing');
+      }),
+      ipam.requestAddress(p.id, { owner: 'c' }),
+    ]);
+    expect(results.map((r) => r.status)).toEqual(['fulfilled', 'rejected', 'rejected', 'fulfilled']);
+    expect((results[0] as PromiseFulfilledResult<string>).value).toBe('10.90.0.1/24');
+    expect((results[3] as PromiseFulfilledResult<string>).value).toBe('10.90.0.2/24');
+    expect(await store.read((tx) => tx.get('scratch/1'))).toBeUndefined();
+    expect((await ipam.listAddresses(p.id)).map((a) => a.owner).sort()).toEqual(['a', 'c', 'x']);
+  });
+});
