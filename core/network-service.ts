@@ -117,6 +117,30 @@ export class NetworkService {
     );
   }
 
+  /**
+   * Forgets endpoints whose host-side veth is gone: the container's namespace was destroyed
+   * without Docker telling us (a dockerd crash skips Leave/DeleteEndpoint when our driver is not
+   * registered yet). Returns the ids removed.
+   */
+  async gcEndpoints(): Promise<string[]> {
+    const all = await this.store.read((tx) => tx.list<EndpointRecord>('ep/').map(([, e]) => e));
+    const removed: string[] = [];
+    for (const ep of all) {
+      await this.mutex.run(ep.networkId, async () => {
+        if (await this.ctx.host.linkFind({ name: ep.state.hostIf })) return;
+        if (await this.ctx.host.linkFind({ name: ep.state.containerIf })) return;
+        await this.store.transact((t) => t.delete(K.ep(ep.networkId, ep.id)));
+        removed.push(ep.id);
+        this.ctx.log.warn({ network: ep.networkId, endpoint: ep.id }, 'endpoint gone from the kernel without a DeleteEndpoint; forgot it');
+      });
+    }
+    return removed;
+  }
+
+  listEndpoints(networkId?: string): Promise<EndpointRecord[]> {
+    return this.store.read((tx) => tx.list<EndpointRecord>(networkId ? K.eps(networkId) : 'ep/').map(([, e]) => e));
+  }
+
   getEndpoint(networkId: string, id: string): Promise<EndpointRecord | undefined> {
     return this.store.read((tx) => tx.get<EndpointRecord>(K.ep(networkId, id)));
   }

@@ -41,6 +41,13 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
   // Networks and endpoints live on in the kernel while the daemon is down; the firewall is
   // re-rendered from the store in case it was flushed meanwhile.
   await networks.syncFirewall();
+  await networks.gcEndpoints();
+  // Periodic pass: endpoints whose container vanished without a DeleteEndpoint, and the firewall
+  // re-rendered in case something flushed it. Never inside a request handler.
+  const timer = setInterval(() => {
+    networks.gcEndpoints().then(() => networks.syncFirewall()).catch((e) => log.error({ err: (e as Error).message }, 'periodic reconcile failed'));
+  }, 30_000);
+  timer.unref();
   const apps: FastifyInstance[] = await startPluginSockets(
     [
       { name: 'tsbridge', implements: ['NetworkDriver'] },
@@ -53,6 +60,8 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
     networks,
     ipam,
     async stop() {
+      clearInterval(timer);
+      // Stop accepting calls, let those in flight finish (fastify close waits), then close the store.
       await Promise.all(apps.map((a) => a.close()));
       await host.close();
       await store.close();

@@ -42,7 +42,10 @@ export const bridgeDriver = {
   parseOptions: parseBridgeOptions,
 
   firewallView(state: BridgeNetworkState): FirewallNetwork {
-    return { bridge: state.bridge, subnets4: state.subnets4, internal: state.internal, icc: state.opts.icc, masquerade: state.opts.masquerade };
+    return {
+      bridge: state.bridge, subnets4: state.subnets4, subnets6: state.subnets6,
+      internal: state.internal, icc: state.opts.icc, masquerade: state.opts.masquerade,
+    };
   },
 
   async createNetwork(ctx: DriverContext, spec: NetworkSpec, tx: Tx): Promise<BridgeNetworkState> {
@@ -65,7 +68,7 @@ export const bridgeDriver = {
     await ctx.host.linkSetUp({ name: bridge });
     return {
       bridge, opts, gateways, internal: spec.internal, created: true,
-      subnets4: spec.ipv4.map((s) => s.subnet), subnets6: spec.ipv6.map((s) => s.subnet),
+      subnets4: spec.ipv4.map((s) => s.subnet), subnets6: spec.enableIPv6 ? spec.ipv6.map((s) => s.subnet) : [],
     };
   },
 

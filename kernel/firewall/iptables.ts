@@ -10,10 +10,13 @@ import { NetError } from '../errors.js';
 
 const execFileP = promisify(execFile);
 
+export type IpFamily = 4 | 6;
+
 export interface FirewallNetwork {
   /** Bridge interface name. */
   bridge: string;
   subnets4: string[];
+  subnets6: string[];
   internal: boolean;
   icc: boolean;
   masquerade: boolean;
@@ -29,7 +32,9 @@ export const CHAINS = {
 /** Bridges of Docker's own networks, which our networks are isolated from. */
 const FOREIGN_BRIDGES = ['docker0', 'br-+'];
 
-export function renderRules(nets: readonly FirewallNetwork[]): string {
+/** The restore text for one family: the same layout for iptables and ip6tables. */
+export function renderRules(nets: readonly FirewallNetwork[], family: IpFamily = 4): string {
+  const subnets = (n: FirewallNetwork): string[] => (family === 4 ? n.subnets4 : n.subnets6);
   const f: string[] = ['*filter', `:${CHAINS.forward} - [0:0]`, `:${CHAINS.iso1} - [0:0]`, `:${CHAINS.iso2} - [0:0]`];
   f.push(`-A ${CHAINS.forward} -j ${CHAINS.iso1}`);
   for (const n of nets) {
@@ -37,7 +42,7 @@ export function renderRules(nets: readonly FirewallNetwork[]): string {
     f.push(`-A ${CHAINS.forward} -o ${b} -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT`);
     f.push(`-A ${CHAINS.forward} -i ${b} -o ${b} -j ${n.icc ? 'ACCEPT' : 'DROP'}`);
     if (n.internal) {
-      for (const s of n.subnets4) {
+      for (const s of subnets(n)) {
         f.push(`-A ${CHAINS.iso1} -i ${b} ! -d ${s} -j DROP`);
         f.push(`-A ${CHAINS.iso1} -o ${b} ! -s ${s} -j DROP`);
       }
@@ -53,21 +58,23 @@ export function renderRules(nets: readonly FirewallNetwork[]): string {
   const nat: string[] = ['*nat', `:${CHAINS.postrouting} - [0:0]`];
   for (const n of nets) {
     if (n.internal || !n.masquerade) continue;
-    for (const s of n.subnets4) nat.push(`-A ${CHAINS.postrouting} -s ${s} ! -o ${n.bridge} -j MASQUERADE`);
+    for (const s of subnets(n)) nat.push(`-A ${CHAINS.postrouting} -s ${s} ! -o ${n.bridge} -j MASQUERADE`);
   }
   nat.push('COMMIT');
   return `${[...f, ...nat].join('\n')}\n`;
 }
 
-async function iptables(args: string[]): Promise<string> {
-  const { stdout } = await execFileP('iptables', ['-w', '10', ...args]);
+const BIN = { 4: 'iptables', 6: 'ip6tables' } as const;
+
+async function iptables(family: IpFamily, args: string[]): Promise<string> {
+  const { stdout } = await execFileP(BIN[family], ['-w', '10', ...args]);
   return stdout;
 }
 
-async function restore(text: string): Promise<void> {
+async function restore(family: IpFamily, text: string): Promise<void> {
   await new Promise<void>((resolve, reject) => {
-    const p = execFile('iptables-restore', ['--noflush', '-w', '10'], (err, _out, stderr) => {
-      if (err) reject(new NetError('INTERNAL', `iptables-restore failed: ${stderr.trim() || err.message}`));
+    const p = execFile(`${BIN[family]}-restore`, ['--noflush', '-w', '10'], (err, _out, stderr) => {
+      if (err) reject(new NetError('INTERNAL', `${BIN[family]}-restore failed: ${stderr.trim() || err.message}`));
       else resolve();
     });
     p.stdin!.end(text);
@@ -79,37 +86,41 @@ export class IptablesFirewall {
 
   /** Renders every tsnet chain from `nets` and makes sure the built-in chains jump to ours. */
   async apply(nets: readonly FirewallNetwork[]): Promise<void> {
-    await restore(renderRules(nets));
-    await this.ensureJumps();
+    for (const family of [4, 6] as const) {
+      await restore(family, renderRules(nets, family));
+      await this.ensureJumps(family);
+    }
   }
 
   /** Removes our jumps and chains entirely (used by tests and `tsnet` uninstall). */
   async removeAll(): Promise<void> {
-    for (const [table, chain, target] of [['filter', 'FORWARD', CHAINS.forward], ['nat', 'POSTROUTING', CHAINS.postrouting]] as const) {
-      while (await iptables(['-t', table, '-D', chain, '-j', target]).then(() => true, () => false));
-    }
-    for (const [table, chain] of [['filter', CHAINS.forward], ['filter', CHAINS.iso1], ['filter', CHAINS.iso2], ['nat', CHAINS.postrouting]] as const) {
-      await iptables(['-t', table, '-F', chain]).catch(() => undefined);
-      await iptables(['-t', table, '-X', chain]).catch(() => undefined);
+    for (const family of [4, 6] as const) {
+      for (const [table, chain, target] of [['filter', 'FORWARD', CHAINS.forward], ['nat', 'POSTROUTING', CHAINS.postrouting]] as const) {
+        while (await iptables(family, ['-t', table, '-D', chain, '-j', target]).then(() => true, () => false));
+      }
+      for (const [table, chain] of [['filter', CHAINS.forward], ['filter', CHAINS.iso1], ['filter', CHAINS.iso2], ['nat', CHAINS.postrouting]] as const) {
+        await iptables(family, ['-t', table, '-F', chain]).catch(() => undefined);
+        await iptables(family, ['-t', table, '-X', chain]).catch(() => undefined);
+      }
     }
   }
 
-  private async ensureJumps(): Promise<void> {
+  private async ensureJumps(family: IpFamily): Promise<void> {
     // FORWARD: our jump goes right after DOCKER-USER when Docker has one, so administrators'
     // DOCKER-USER rules filter our traffic too; otherwise first.
     const rules = async (): Promise<string[]> =>
-      (await iptables(['-S', 'FORWARD'])).split('\n').filter((l) => l.startsWith('-A FORWARD'));
+      (await iptables(family, ['-S', 'FORWARD'])).split('\n').filter((l) => l.startsWith('-A FORWARD'));
     let fwd = await rules();
     const at = (r: string[], line: string): number => r.findIndex((l) => l === line);
     const expected = (r: string[]): number => at(r, '-A FORWARD -j DOCKER-USER') + 1; // 0 when absent
     if (at(fwd, `-A FORWARD -j ${CHAINS.forward}`) !== expected(fwd)) {
       while (at(fwd, `-A FORWARD -j ${CHAINS.forward}`) >= 0) {
-        await iptables(['-D', 'FORWARD', '-j', CHAINS.forward]);
+        await iptables(family, ['-D', 'FORWARD', '-j', CHAINS.forward]);
         fwd = await rules();
       }
-      await iptables(['-I', 'FORWARD', String(expected(fwd) + 1), '-j', CHAINS.forward]);
+      await iptables(family, ['-I', 'FORWARD', String(expected(fwd) + 1), '-j', CHAINS.forward]);
     }
-    const post = await iptables(['-t', 'nat', '-C', 'POSTROUTING', '-j', CHAINS.postrouting]).then(() => true, () => false);
-    if (!post) await iptables(['-t', 'nat', '-I', 'POSTROUTING', '1', '-j', CHAINS.postrouting]);
+    const post = await iptables(family, ['-t', 'nat', '-C', 'POSTROUTING', '-j', CHAINS.postrouting]).then(() => true, () => false);
+    if (!post) await iptables(family, ['-t', 'nat', '-I', 'POSTROUTING', '1', '-j', CHAINS.postrouting]);
   }
 }

@@ -44,10 +44,15 @@ describe.skipIf(!hasDocker)('docker + tsbridge (real dockerd)', () => {
     run('ip', ['netns', 'add', outside]);
     run('ip', ['link', 'add', `${outside}h`, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', outside]);
     run('ip', ['addr', 'add', '198.18.231.1/30', 'dev', `${outside}h`]);
+    run('ip', ['-6', 'addr', 'add', 'fd99:231::1/64', 'dev', `${outside}h`, 'nodad']);
     run('ip', ['link', 'set', `${outside}h`, 'up']);
     ip(outside, 'addr', 'add', '198.18.231.2/30', 'dev', 'eth0');
+    ip(outside, '-6', 'addr', 'add', 'fd99:231::2/64', 'dev', 'eth0', 'nodad');
     ip(outside, 'link', 'set', 'eth0', 'up');
     ip(outside, 'link', 'set', 'lo', 'up');
+    // The outside host knows no route back to container subnets: replies only work through NAT.
+    ip(outside, 'route', 'add', 'default', 'via', '198.18.231.1');
+    ip(outside, '-6', 'route', 'add', 'default', 'via', 'fd99:231::1');
   }, 180_000);
 
   afterAll(async () => {
@@ -98,6 +103,71 @@ describe.skipIf(!hasDocker)('docker + tsbridge (real dockerd)', () => {
     expect(run('sh', ['-c', `docker network create -d tsbridge --ipam-driver tsipam --subnet 10.231.40.7/24 ${name} 2>&1 || true`])).toMatch(/host bits/);
     expect(linkNames().filter((l) => l.startsWith('tsb'))).toEqual(before);
     expect(run('sh', ['-c', `curl -s -o /dev/null -w '%{http_code}' --unix-socket /run/docker/plugins/tsbridge.sock -X POST -d '{nope' http://x/NetworkDriver.CreateNetwork`])).toBe('400');
+  });
+
+  it('the outside host sees the host’s address (masquerade), not the container’s', () => {
+    const n = net(['--ipam-driver', 'tsipam', '--subnet', '10.231.60.0/24']);
+    const c = ctr(n);
+    // Count ICMP requests from the host's address, seen inside the outside namespace's input chain.
+    ip(outside, 'netns', 'exec', outside, 'iptables', '-I', 'INPUT', '-s', '198.18.231.1', '-p', 'icmp', '-j', 'ACCEPT');
+    ip(outside, 'netns', 'exec', outside, 'iptables', '-I', 'INPUT', '-s', '10.231.60.0/24', '-p', 'icmp', '-j', 'ACCEPT');
+    expect(canPing(c, '198.18.231.2')).toBe(true);
+    const counters = run('ip', ['netns', 'exec', outside, 'iptables', '-L', 'INPUT', '-v', '-n', '-x']);
+    const hits = (src: string): number => Number(counters.split('\n').find((l) => l.includes(src))!.trim().split(/\s+/)[0]);
+    expect(hits('198.18.231.1')).toBeGreaterThan(0);
+    expect(hits('10.231.60.0/24')).toBe(0);
+  });
+
+  it('dual-stack: both families container to container and to the outside host', () => {
+    const n = net(['--ipv6', '--ipam-driver', 'tsipam', '--subnet', '10.231.70.0/24', '--subnet', 'fd77:231::/64']);
+    const a = ctr(n);
+    const b = ctr(n);
+    const a6 = docker('exec', a, 'ip', '-6', 'addr', 'show', 'eth0');
+    const addr6 = /inet6 (fd77:231::[0-9a-f:]+)\/64/.exec(a6)?.[1];
+    expect(addr6).toBeDefined();
+    expect(docker('exec', b, 'ip', '-6', 'route')).toMatch(/default via fd77:231::1 dev eth0/);
+    expect(ok('docker', ['exec', b, 'ping', '-6', '-c', '1', '-W', '2', addr6!])).toBe(true);
+    expect(canPing(b, a)).toBe(true);
+    expect(ok('docker', ['exec', b, 'ping', '-6', '-c', '1', '-W', '2', 'fd99:231::2'])).toBe(true);
+    expect(canPing(b, '198.18.231.2')).toBe(true);
+    expect(run('ip6tables', ['-S', 'TSNET-FORWARD'])).toContain('-i tsb-');
+  });
+
+  it('docker network connect / disconnect add and remove a second interface', () => {
+    const n1 = net(['--ipam-driver', 'tsipam', '--subnet', '10.231.80.0/24']);
+    const n2 = net(['--ipam-driver', 'tsipam', '--subnet', '10.231.81.0/24']);
+    const c = ctr(n1);
+    const peer = ctr(n2);
+    expect(canPing(c, '10.231.81.2')).toBe(false);
+    docker('network', 'connect', n2, c);
+    expect(docker('exec', c, 'ip', '-4', 'addr', 'show', 'eth1')).toMatch(/10\.231\.81\.\d+\/24/);
+    expect(canPing(c, peer)).toBe(true);
+    docker('network', 'disconnect', n2, c);
+    expect(ok('docker', ['exec', c, 'ip', 'link', 'show', 'eth1'])).toBe(false);
+    expect(canPing(c, '10.231.80.1')).toBe(true);
+  });
+
+  it('an overlapping subnet is refused clearly and leaves nothing', () => {
+    net(['--ipam-driver', 'tsipam', '--subnet', '10.231.90.0/24']);
+    const before = linkNames().filter((l) => l.startsWith('tsb'));
+    const name = uniqueName('ovl');
+    const out = run('sh', ['-c', `docker network create -d tsbridge --ipam-driver tsipam --subnet 10.231.90.128/25 ${name} 2>&1 || true`]);
+    expect(out).toMatch(/overlaps 10\.231\.90\.0\/24/);
+    expect(linkNames().filter((l) => l.startsWith('tsb'))).toEqual(before);
+  });
+
+  it('SIGKILL of the daemon: containers keep talking; after a restart new containers attach with fresh addresses', async () => {
+    const n = net(['--ipam-driver', 'tsipam', '--subnet', '10.231.100.0/24']);
+    const a = ctr(n);
+    const b = ctr(n);
+    await daemon.stop('SIGKILL');
+    expect(canPing(a, b)).toBe(true);
+    expect(canPing(a, '198.18.231.2')).toBe(true);
+    daemon = await startTsnet(daemon.stateDir);
+    const c = ctr(n);
+    const addrs = [a, b, c].map((x) => docker('inspect', '-f', '{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}', x));
+    expect(new Set(addrs).size).toBe(3);
+    expect(canPing(c, a)).toBe(true);
   });
 
   it('after docker rm and docker network rm, no link, rule or allocation of the network remains', () => {
