@@ -3,6 +3,7 @@
 import type { FastifyBaseLogger } from 'fastify';
 import { NetError } from '../kernel/errors.js';
 import type { NetworkService } from '../core/network-service.js';
+import { parseDockerPortmap } from '../drivers/shared/ports.js';
 import type { Handler } from './server.js';
 import { arr, id, obj, str } from './wire.js';
 
@@ -67,12 +68,16 @@ export function networkRoutes(svc: NetworkService, _log: FastifyBaseLogger): Arr
       await svc.deleteEndpoint(id(b, 'NetworkID'), id(b, 'EndpointID'));
       return {};
     }],
-    // Port publishing arrives here; it is programmed by the port-publishing work (issue 5).
+    // Docker runs no proxy for remote drivers: the ports in -p arrive here and are ours to publish.
     ['/NetworkDriver.ProgramExternalConnectivity', async (b) => {
-      id(b, 'NetworkID');
+      const bindings = parseDockerPortmap(obj(b, 'Options')['com.docker.network.portmap']);
+      await svc.programExternal(id(b, 'NetworkID'), id(b, 'EndpointID'), bindings);
       return {};
     }],
-    ['/NetworkDriver.RevokeExternalConnectivity', async () => ({})],
+    ['/NetworkDriver.RevokeExternalConnectivity', async (b) => {
+      await svc.revokeExternal(id(b, 'NetworkID'), id(b, 'EndpointID'));
+      return {};
+    }],
     ['/NetworkDriver.DiscoverNew', async () => ({})],
     ['/NetworkDriver.DiscoverDelete', async () => ({})],
     ['/NetworkDriver.AllocateNetwork', async () => ({ Options: {} })],

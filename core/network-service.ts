@@ -8,6 +8,8 @@ import { Tx, KeyedMutex } from './tx.js';
 import { sysctlSet } from '../kernel/sysctl.js';
 import type { DriverContext, EndpointSpec, JoinPlan, NetworkSpec } from '../drivers/driver.js';
 import { bridgeDriver, type BridgeEndpointState, type BridgeNetworkState } from '../drivers/bridge/index.js';
+import { PortReserver, type PortBindingRequest, type PublishedPort } from '../drivers/shared/ports.js';
+import { flushConntrack } from '../kernel/firewall/conntrack.js';
 
 export interface NetworkRecord {
   id: string;
@@ -24,6 +26,8 @@ export interface EndpointRecord {
   state: BridgeEndpointState;
   sandboxKey?: string;
   joined: boolean;
+  /** Published ports, programmed by programExternal and removed by revokeExternal. */
+  ports?: PublishedPort[];
 }
 
 const K = {
@@ -35,6 +39,9 @@ const K = {
 
 export class NetworkService {
   private readonly mutex = new KeyedMutex();
+  /** Host ports are global: published-port changes are serialised across networks too. */
+  private readonly portsMutex = new KeyedMutex();
+  readonly reserver = new PortReserver();
 
   constructor(private readonly store: Store, private readonly ctx: DriverContext) {}
 
@@ -43,7 +50,93 @@ export class NetworkService {
   /** Re-renders the firewall from the store (start-up, and after every network change). */
   async syncFirewall(): Promise<void> {
     const nets = await this.listNetworks();
-    await this.ctx.firewall.apply(nets.map((n) => bridgeDriver.firewallView(n.state)));
+    const eps = await this.listEndpoints();
+    await this.ctx.firewall.apply(
+      nets.map((n) => bridgeDriver.firewallView(n.state, eps.filter((e) => e.networkId === n.id).flatMap((e) => e.ports ?? []))),
+    );
+  }
+
+  /** Re-takes the host-port reservations recorded in the store (daemon start). */
+  async restorePortReservations(): Promise<void> {
+    for (const ep of await this.listEndpoints()) {
+      for (const p of ep.ports ?? []) {
+        await this.reserver.reserve(p).catch((e) =>
+          this.ctx.log.warn({ endpoint: ep.id, port: p, err: (e as Error).message }, 'could not re-reserve a published host port'),
+        );
+      }
+    }
+  }
+
+  /**
+   * Publishes ports for an endpoint (Docker's ProgramExternalConnectivity, CNI portMappings).
+   * All or nothing: a port that cannot be had undoes the ones taken before it.
+   */
+  programExternal(networkId: string, id: string, requests: PortBindingRequest[]): Promise<PublishedPort[]> {
+    return this.portsMutex.run('ports', () => this.mutex.run(networkId, () =>
+      Tx.run(this.logUndo, async (tx) => {
+        const n = await this.requireNetwork(networkId);
+        const ep = await this.getEndpoint(networkId, id);
+        if (!ep) throw new NetError('NOT_FOUND', `endpoint ${id.slice(0, 12)} is not known to tsnet`);
+        if (ep.ports?.length) return ep.ports; // Docker sends Program again when the gateway endpoint changes back
+        const published: PublishedPort[] = [];
+        const c4 = ep.spec.address4?.split('/')[0];
+        const c6 = ep.spec.address6?.split('/')[0];
+        for (const r of requests) {
+          const hostIps = r.hostIp ? [r.hostIp] : [n.state.opts.hostBindingIpv4 ?? '0.0.0.0', ...(c6 && !n.state.opts.hostBindingIpv4 ? ['::'] : [])];
+          let chosen: number | undefined;
+          for (const hostIp of hostIps) {
+            const family = hostIp.includes(':') ? 6 : 4;
+            const containerIp = family === 4 ? c4 : c6;
+            if (!containerIp) {
+              if (r.hostIp) throw new NetError('INVALID_ARGUMENT', `cannot publish on ${hostIp}: the container has no IPv${family} address on this network`);
+              continue;
+            }
+            let hostPort: number;
+            if (chosen !== undefined) {
+              // The IPv6 twin of a mapping uses the same host port as its IPv4 one.
+              await this.reserver.reserve({ proto: r.proto, hostIp, hostPort: chosen, hostPortEnd: chosen });
+              hostPort = chosen;
+            } else if (r.hostPort === 0) {
+              hostPort = await this.reserver.choose(r.proto, hostIp);
+            } else if (r.hostPortEnd > r.hostPort) {
+              hostPort = await this.reserver.choose(r.proto, hostIp, r.hostPort, r.hostPortEnd);
+            } else {
+              await this.reserver.reserve({ proto: r.proto, hostIp, hostPort: r.hostPort, hostPortEnd: r.hostPort });
+              hostPort = r.hostPort;
+            }
+            chosen = hostPort;
+            const p: PublishedPort = { proto: r.proto, family, hostIp, hostPort, hostPortEnd: hostPort, containerIp, containerPort: r.containerPort };
+            tx.onUndo(`release ${hostIp}:${hostPort}/${r.proto}`, () => this.reserver.release(p));
+            published.push(p);
+          }
+        }
+        await this.store.transact((t) => t.put(K.ep(networkId, id), { ...ep, ports: published }));
+        tx.onUndo('forget ports', () => this.store.transact((t) => t.put(K.ep(networkId, id), ep)));
+        await this.syncFirewall();
+        for (const p of published) {
+          this.ctx.log.info({ network: networkId, endpoint: id, port: `${p.hostIp}:${p.hostPort}/${p.proto} -> ${p.containerIp}:${p.containerPort}` }, 'port published');
+        }
+        return published;
+      })));
+  }
+
+  /** Removes exactly this endpoint's published ports; idempotent. */
+  revokeExternal(networkId: string, id: string): Promise<void> {
+    return this.portsMutex.run('ports', () => this.mutex.run(networkId, async () => {
+      const ep = await this.getEndpoint(networkId, id);
+      if (!ep?.ports?.length) return;
+      await this.store.transact((t) => t.put(K.ep(networkId, id), { ...ep, ports: [] }));
+      await this.syncFirewall();
+      await this.releasePorts(ep.ports);
+    }));
+  }
+
+  /** Frees host ports and flushes their flows: existing (UDP above all) would keep going to the old container. */
+  private async releasePorts(ports: readonly PublishedPort[]): Promise<void> {
+    for (const p of ports) {
+      this.reserver.release(p);
+      await flushConntrack(p).catch((e) => this.ctx.log.warn({ err: (e as Error).message }, 'conntrack flush failed'));
+    }
   }
 
   listNetworks(): Promise<NetworkRecord[]> {
@@ -169,6 +262,11 @@ export class NetworkService {
       if (!ep) return;
       await bridgeDriver.deleteEndpoint(this.ctx, ep.state);
       await this.store.transact((t) => t.delete(K.ep(networkId, id)));
+      if (ep.ports?.length) {
+        // Docker normally revokes first; after a crash it may not have.
+        await this.syncFirewall();
+        await this.releasePorts(ep.ports);
+      }
       this.ctx.log.info({ network: networkId, endpoint: id }, 'endpoint deleted');
     });
   }

@@ -40,6 +40,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
   const networks = new NetworkService(store, { host, firewall, log });
   // Networks and endpoints live on in the kernel while the daemon is down; the firewall is
   // re-rendered from the store in case it was flushed meanwhile.
+  await networks.restorePortReservations();
   await networks.syncFirewall();
   await networks.gcEndpoints();
   // Periodic pass: endpoints whose container vanished without a DeleteEndpoint, and the firewall
@@ -63,6 +64,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
       clearInterval(timer);
       // Stop accepting calls, let those in flight finish (fastify close waits), then close the store.
       await Promise.all(apps.map((a) => a.close()));
+      networks.reserver.closeAll();
       await host.close();
       await store.close();
     },

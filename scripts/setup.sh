@@ -14,9 +14,9 @@ if [ "$(id -u)" != 0 ]; then
   exit 1
 fi
 
-packages=(iptables iproute2 procps)
+packages=(iptables iproute2 procps conntrack)
 if [ "${1:-}" = "--test" ]; then
-  packages+=(iputils-ping curl docker.io busybox-static containerd containernetworking-plugins etcd-server dnsmasq-base iperf3 conntrack)
+  packages+=(iputils-ping curl docker.io busybox-static containerd containernetworking-plugins etcd-server dnsmasq-base iperf3)
 fi
 
 missing=()

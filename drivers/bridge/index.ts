@@ -4,6 +4,7 @@
 
 import { NetError, isNotFound } from '../../kernel/errors.js';
 import type { FirewallNetwork } from '../../kernel/firewall/iptables.js';
+import { coalesce, type PublishedPort } from '../shared/ports.js';
 import { ifaceSysctl, sysctlSet } from '../../kernel/sysctl.js';
 import type { Tx } from '../../core/tx.js';
 import type { DriverContext, EndpointSpec, JoinPlan, NetworkSpec } from '../driver.js';
@@ -41,10 +42,11 @@ export const bridgeDriver = {
 
   parseOptions: parseBridgeOptions,
 
-  firewallView(state: BridgeNetworkState): FirewallNetwork {
+  firewallView(state: BridgeNetworkState, ports: readonly PublishedPort[]): FirewallNetwork {
     return {
       bridge: state.bridge, subnets4: state.subnets4, subnets6: state.subnets6,
       internal: state.internal, icc: state.opts.icc, masquerade: state.opts.masquerade,
+      ports: coalesce(ports),
     };
   },
 
@@ -65,6 +67,10 @@ export const bridgeDriver = {
     if (spec.enableIPv6 && spec.ipv6.length) {
       await sysctlSet(undefined, ifaceSysctl('ipv6', bridge, 'disable_ipv6'), '0');
     }
+    // 127.0.0.1-published ports are DNATed out of this bridge with a loopback source until
+    // masquerade rewrites it; the kernel drops such packets unless route_localnet is on. The
+    // firewall drops the reverse direction (containers to 127/8), see kernel/firewall.
+    await sysctlSet(undefined, ifaceSysctl('ipv4', bridge, 'route_localnet'), '1');
     await ctx.host.linkSetUp({ name: bridge });
     return {
       bridge, opts, gateways, internal: spec.internal, created: true,

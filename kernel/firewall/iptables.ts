@@ -12,6 +12,17 @@ const execFileP = promisify(execFile);
 
 export type IpFamily = 4 | 6;
 
+/** A published port as the firewall renders it (see drivers/shared/ports.ts). */
+export interface FirewallPort {
+  proto: 'tcp' | 'udp' | 'sctp';
+  family: IpFamily;
+  hostIp: string;
+  hostPort: number;
+  hostPortEnd: number;
+  containerIp: string;
+  containerPort: number;
+}
+
 export interface FirewallNetwork {
   /** Bridge interface name. */
   bridge: string;
@@ -20,6 +31,8 @@ export interface FirewallNetwork {
   internal: boolean;
   icc: boolean;
   masquerade: boolean;
+  /** Published ports of the network's endpoints, already merged into ranges. */
+  ports: FirewallPort[];
 }
 
 export const CHAINS = {
@@ -27,7 +40,30 @@ export const CHAINS = {
   iso1: 'TSNET-ISOLATION-1',
   iso2: 'TSNET-ISOLATION-2',
   postrouting: 'TSNET-POSTROUTING',
+  dnat: 'TSNET-DNAT',
+  raw: 'TSNET-RAW',
 } as const;
+
+/** Built-in chains that jump to ours: [table, chain, match args, target]. */
+const HOOKS: ReadonlyArray<readonly [string, string, readonly string[], string]> = [
+  ['nat', 'POSTROUTING', [], CHAINS.postrouting],
+  ['nat', 'PREROUTING', ['-m', 'addrtype', '--dst-type', 'LOCAL'], CHAINS.dnat],
+  ['nat', 'OUTPUT', ['-m', 'addrtype', '--dst-type', 'LOCAL'], CHAINS.dnat],
+  ['raw', 'PREROUTING', [], CHAINS.raw],
+];
+
+function dnatRule(p: FirewallPort): string {
+  const dst = isAny(p.hostIp) ? '' : ` -d ${p.hostIp}`;
+  const dport = p.hostPortEnd > p.hostPort ? `${p.hostPort}:${p.hostPortEnd}` : `${p.hostPort}`;
+  const ip = p.family === 6 ? `[${p.containerIp}]` : p.containerIp;
+  let to: string;
+  if (p.hostPortEnd === p.hostPort) to = `${ip}:${p.containerPort}`;
+  else if (p.containerPort === p.hostPort) to = p.containerIp; // same ports: keep them
+  else to = `${ip}:${p.containerPort}-${p.containerPort + (p.hostPortEnd - p.hostPort)}/${p.hostPort}`; // shifted 1:1
+  return `-A ${CHAINS.dnat}${dst} -p ${p.proto} -m ${p.proto} --dport ${dport} -j DNAT --to-destination ${to}`;
+}
+
+const isAny = (ip: string): boolean => ip === '0.0.0.0' || ip === '::';
 
 /** Bridges of Docker's own networks, which our networks are isolated from. */
 const FOREIGN_BRIDGES = ['docker0', 'br-+'];
@@ -36,6 +72,14 @@ const FOREIGN_BRIDGES = ['docker0', 'br-+'];
 export function renderRules(nets: readonly FirewallNetwork[], family: IpFamily = 4): string {
   const subnets = (n: FirewallNetwork): string[] => (family === 4 ? n.subnets4 : n.subnets6);
   const f: string[] = ['*filter', `:${CHAINS.forward} - [0:0]`, `:${CHAINS.iso1} - [0:0]`, `:${CHAINS.iso2} - [0:0]`];
+  // Connections to published ports (DNAT) pass isolation in both directions: that is how another
+  // network, Docker's bridges or the outside reach a published port. Internal networks publish
+  // nothing and get no such exception.
+  for (const n of nets) {
+    if (n.internal) continue;
+    f.push(`-A ${CHAINS.forward} -o ${n.bridge} -m conntrack --ctstate DNAT -j ACCEPT`);
+    f.push(`-A ${CHAINS.forward} -i ${n.bridge} -m conntrack --ctstate DNAT -j ACCEPT`);
+  }
   f.push(`-A ${CHAINS.forward} -j ${CHAINS.iso1}`);
   for (const n of nets) {
     const b = n.bridge;
@@ -55,13 +99,35 @@ export function renderRules(nets: readonly FirewallNetwork[], family: IpFamily =
   }
   for (const fb of FOREIGN_BRIDGES) f.push(`-A ${CHAINS.iso2} -o ${fb} -j DROP`);
   f.push('COMMIT');
-  const nat: string[] = ['*nat', `:${CHAINS.postrouting} - [0:0]`];
+  const nat: string[] = ['*nat', `:${CHAINS.postrouting} - [0:0]`, `:${CHAINS.dnat} - [0:0]`];
+  const raw: string[] = ['*raw', `:${CHAINS.raw} - [0:0]`];
   for (const n of nets) {
-    if (n.internal || !n.masquerade) continue;
-    for (const s of subnets(n)) nat.push(`-A ${CHAINS.postrouting} -s ${s} ! -o ${n.bridge} -j MASQUERADE`);
+    // The bridge has route_localnet on (for 127.0.0.1 ports); packets from containers to
+    // 127.0.0.0/8 must not reach the host's loopback services through it.
+    if (family === 4) raw.push(`-A ${CHAINS.raw} -i ${n.bridge} -d 127.0.0.0/8 -j DROP`);
+    if (n.internal) continue;
+    const ports = n.ports.filter((p) => p.family === family);
+    if (n.masquerade) for (const s of subnets(n)) nat.push(`-A ${CHAINS.postrouting} -s ${s} ! -o ${n.bridge} -j MASQUERADE`);
+    if (ports.length) {
+      // Hairpin (a container of this network reaching a published port through a host address)
+      // and host-originated connections (127.0.0.1, host addresses) need a source the container
+      // can answer: the bridge's address. External clients keep their own address.
+      for (const s of subnets(n)) nat.push(`-A ${CHAINS.postrouting} -s ${s} -o ${n.bridge} -m conntrack --ctstate DNAT -j MASQUERADE`);
+      nat.push(`-A ${CHAINS.postrouting} -o ${n.bridge} -m addrtype --src-type LOCAL -m conntrack --ctstate DNAT -j MASQUERADE`);
+    }
+    for (const p of ports) {
+      nat.push(dnatRule(p));
+      // route_localnet (needed for 127.0.0.1 ports) would let other hosts reach them through a
+      // crafted destination; drop such packets before NAT sees them (moby/moby#41872).
+      if (family === 4 && p.hostIp.startsWith('127.')) {
+        const dport = p.hostPortEnd > p.hostPort ? `${p.hostPort}:${p.hostPortEnd}` : `${p.hostPort}`;
+        raw.push(`-A ${CHAINS.raw} -d ${p.hostIp} ! -i lo -p ${p.proto} -m ${p.proto} --dport ${dport} -j DROP`);
+      }
+    }
   }
   nat.push('COMMIT');
-  return `${[...f, ...nat].join('\n')}\n`;
+  raw.push('COMMIT');
+  return `${[...f, ...nat, ...raw].join('\n')}\n`;
 }
 
 const BIN = { 4: 'iptables', 6: 'ip6tables' } as const;
@@ -95,10 +161,10 @@ export class IptablesFirewall {
   /** Removes our jumps and chains entirely (used by tests and `tsnet` uninstall). */
   async removeAll(): Promise<void> {
     for (const family of [4, 6] as const) {
-      for (const [table, chain, target] of [['filter', 'FORWARD', CHAINS.forward], ['nat', 'POSTROUTING', CHAINS.postrouting]] as const) {
-        while (await iptables(family, ['-t', table, '-D', chain, '-j', target]).then(() => true, () => false));
+      for (const [table, chain, match, target] of [['filter', 'FORWARD', [], CHAINS.forward] as const, ...HOOKS]) {
+        while (await iptables(family, ['-t', table, '-D', chain, ...match, '-j', target]).then(() => true, () => false));
       }
-      for (const [table, chain] of [['filter', CHAINS.forward], ['filter', CHAINS.iso1], ['filter', CHAINS.iso2], ['nat', CHAINS.postrouting]] as const) {
+      for (const [table, chain] of [['filter', CHAINS.forward], ['filter', CHAINS.iso1], ['filter', CHAINS.iso2], ['nat', CHAINS.postrouting], ['nat', CHAINS.dnat], ['raw', CHAINS.raw]] as const) {
         await iptables(family, ['-t', table, '-F', chain]).catch(() => undefined);
         await iptables(family, ['-t', table, '-X', chain]).catch(() => undefined);
       }
@@ -120,7 +186,9 @@ export class IptablesFirewall {
       }
       await iptables(family, ['-I', 'FORWARD', String(expected(fwd) + 1), '-j', CHAINS.forward]);
     }
-    const post = await iptables(family, ['-t', 'nat', '-C', 'POSTROUTING', '-j', CHAINS.postrouting]).then(() => true, () => false);
-    if (!post) await iptables(family, ['-t', 'nat', '-I', 'POSTROUTING', '1', '-j', CHAINS.postrouting]);
+    for (const [table, chain, match, target] of HOOKS) {
+      const present = await iptables(family, ['-t', table, '-C', chain, ...match, '-j', target]).then(() => true, () => false);
+      if (!present) await iptables(family, ['-t', table, '-I', chain, '1', ...match, '-j', target]);
+    }
   }
 }

@@ -7,7 +7,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ok, run } from './sys.js';
 
-export const IMAGE = 'tsnet-busybox:test';
+// Bump the tag when the image's content changes, so a machine that has the old one re-imports.
+export const IMAGE = 'tsnet-busybox:3';
 const ROOT = new URL('../../', import.meta.url).pathname;
 
 export const docker = (...args: string[]): string => run('docker', args).trim();
@@ -35,7 +36,13 @@ export async function ensureDocker(): Promise<void> {
     const dir = mkdtempSync(join(tmpdir(), 'tsnt-img-'));
     mkdirSync(join(dir, 'bin'));
     copyFileSync('/bin/busybox', join(dir, 'bin/busybox'));
-    for (const c of ['sh', 'ping', 'nc', 'httpd', 'wget', 'ip', 'cat', 'sleep', 'echo', 'nslookup']) symlinkSync('busybox', join(dir, 'bin', c));
+    // Every applet busybox has (sh, httpd, nc, wget, ping, ip, mkdir, …) as a link in /bin.
+    for (const c of run('/bin/busybox', ['--list']).split('\n').filter((a) => /^[a-z0-9_.[-]+$/.test(a) && a !== 'busybox')) {
+      symlinkSync('busybox', join(dir, 'bin', c));
+    }
+    mkdirSync(join(dir, 'tmp'), { mode: 0o1777 });
+    // busybox has no UDP server; a tiny static one stands in (test/fixtures/udp-recorder.c).
+    run('cc', ['-static', '-O2', '-o', join(dir, 'bin/udp-recorder'), new URL('../fixtures/udp-recorder.c', import.meta.url).pathname]);
     run('sh', ['-c', `tar -C ${dir} -c . | docker import - ${IMAGE}`]);
     rmSync(dir, { recursive: true, force: true });
   }

@@ -4,7 +4,7 @@ import { describe, expect, it } from 'vitest';
 import { renderRules, type FirewallNetwork } from '../../kernel/firewall/iptables.js';
 
 const net = (o: Partial<FirewallNetwork>): FirewallNetwork => ({
-  bridge: 'tsb-a', subnets4: ['10.1.0.0/24'], subnets6: ['fd00:1::/64'], internal: false, icc: true, masquerade: true, ...o,
+  bridge: 'tsb-a', subnets4: ['10.1.0.0/24'], subnets6: ['fd00:1::/64'], internal: false, icc: true, masquerade: true, ports: [], ...o,
 });
 
 describe('iptables rendering', () => {
@@ -13,7 +13,7 @@ describe('iptables rendering', () => {
       '*filter', ':TSNET-FORWARD - [0:0]', ':TSNET-ISOLATION-1 - [0:0]', ':TSNET-ISOLATION-2 - [0:0]',
       '-A TSNET-FORWARD -j TSNET-ISOLATION-1',
       '-A TSNET-ISOLATION-2 -o docker0 -j DROP', '-A TSNET-ISOLATION-2 -o br-+ -j DROP',
-      'COMMIT', '*nat', ':TSNET-POSTROUTING - [0:0]', 'COMMIT', '',
+      'COMMIT', '*nat', ':TSNET-POSTROUTING - [0:0]', ':TSNET-DNAT - [0:0]', 'COMMIT', '*raw', ':TSNET-RAW - [0:0]', 'COMMIT', '',
     ].join('\n'));
   });
 
@@ -26,6 +26,11 @@ describe('iptables rendering', () => {
     expect(text).toContain('-A TSNET-ISOLATION-2 -o tsb-a -j DROP');
     expect(text).toContain('-A TSNET-POSTROUTING -s 10.1.0.0/24 ! -o tsb-a -j MASQUERADE');
     expect(renderRules([net({})], 6)).toContain('-A TSNET-POSTROUTING -s fd00:1::/64 ! -o tsb-a -j MASQUERADE');
+  });
+
+  it('containers cannot reach the host’s loopback through the bridge', () => {
+    expect(renderRules([net({})])).toContain('-A TSNET-RAW -i tsb-a -d 127.0.0.0/8 -j DROP');
+    expect(renderRules([net({})], 6)).not.toContain('127.0.0.0/8');
   });
 
   it('icc off drops traffic between containers of the bridge', () => {
@@ -42,5 +47,35 @@ describe('iptables rendering', () => {
 
   it('masquerade off renders no NAT for the network', () => {
     expect(renderRules([net({ masquerade: false })])).not.toContain('MASQUERADE');
+  });
+});
+
+describe('published ports', () => {
+  const port = (o: object) => ({ proto: 'tcp' as const, family: 4 as const, hostIp: '0.0.0.0', hostPort: 8080, hostPortEnd: 8080, containerIp: '10.1.0.2', containerPort: 80, ...o });
+
+  it('one DNAT rule per mapping; a range is one rule; shifted ranges map 1:1', () => {
+    const text = renderRules([net({ ports: [
+      port({}),
+      port({ proto: 'udp', hostIp: '127.0.0.1', hostPort: 5353, hostPortEnd: 5353, containerPort: 53 }),
+      port({ hostPort: 9000, hostPortEnd: 9010, containerPort: 9000 }),
+      port({ hostPort: 7000, hostPortEnd: 7010, containerPort: 8000 }),
+    ] })]);
+    expect(text).toContain('-A TSNET-DNAT -p tcp -m tcp --dport 8080 -j DNAT --to-destination 10.1.0.2:80');
+    expect(text).toContain('-A TSNET-DNAT -d 127.0.0.1 -p udp -m udp --dport 5353 -j DNAT --to-destination 10.1.0.2:53');
+    expect(text).toContain('-A TSNET-DNAT -p tcp -m tcp --dport 9000:9010 -j DNAT --to-destination 10.1.0.2');
+    expect(text).toContain('-A TSNET-DNAT -p tcp -m tcp --dport 7000:7010 -j DNAT --to-destination 10.1.0.2:8000-8010/7000');
+    expect(text.split('\n').filter((l) => l.startsWith('-A TSNET-DNAT'))).toHaveLength(4);
+    // 127.0.0.1 ports cannot be reached with a crafted destination from outside.
+    expect(text).toContain('-A TSNET-RAW -d 127.0.0.1 ! -i lo -p udp -m udp --dport 5353 -j DROP');
+    // Hairpin and host-originated connections are masqueraded; external ones are not.
+    expect(text).toContain('-A TSNET-POSTROUTING -s 10.1.0.0/24 -o tsb-a -m conntrack --ctstate DNAT -j MASQUERADE');
+    expect(text).toContain('-A TSNET-POSTROUTING -o tsb-a -m addrtype --src-type LOCAL -m conntrack --ctstate DNAT -j MASQUERADE');
+    expect(text).toContain('-A TSNET-FORWARD -o tsb-a -m conntrack --ctstate DNAT -j ACCEPT');
+  });
+
+  it('IPv6 mappings render only in the ip6tables batch, with bracketed addresses', () => {
+    const nets = [net({ ports: [port({ family: 6, hostIp: '::', containerIp: 'fd00:1::2' })] })];
+    expect(renderRules(nets, 6)).toContain('-A TSNET-DNAT -p tcp -m tcp --dport 8080 -j DNAT --to-destination [fd00:1::2]:80');
+    expect(renderRules(nets, 4)).not.toContain('--dport 8080');
   });
 });

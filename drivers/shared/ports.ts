@@ -1,0 +1,173 @@
+// Published ports: what Docker asks for (a port binding), what we program (a published port),
+// and the host-side reservation that makes a taken port an error instead of a silent shadowing.
+
+import { createServer, type Server } from 'node:net';
+import { createSocket, type Socket } from 'node:dgram';
+import { readFile } from 'node:fs/promises';
+import { NetError } from '../../kernel/errors.js';
+
+export type PortProto = 'tcp' | 'udp' | 'sctp';
+
+/** One binding as the runtime asks for it: hostPort 0 = choose; hostPort..hostPortEnd = any in range. */
+export interface PortBindingRequest {
+  proto: PortProto;
+  containerPort: number;
+  hostIp?: string;
+  hostPort: number;
+  hostPortEnd: number;
+}
+
+/** A mapping as programmed: host ports hostPort..hostPortEnd → container ports containerPort..(same length). */
+export interface PublishedPort {
+  proto: PortProto;
+  family: 4 | 6;
+  /** '0.0.0.0' / '::' mean every host address. */
+  hostIp: string;
+  hostPort: number;
+  hostPortEnd: number;
+  containerIp: string;
+  containerPort: number;
+}
+
+export const PROTO_BY_NUMBER: Record<number, PortProto> = { 6: 'tcp', 17: 'udp', 132: 'sctp' };
+
+export const isAnyAddress = (ip: string): boolean => ip === '0.0.0.0' || ip === '::';
+
+const validPort = (p: unknown): p is number => Number.isInteger(p) && (p as number) >= 0 && (p as number) <= 65535;
+
+/** Parses Docker's com.docker.network.portmap entries. */
+export function parseDockerPortmap(raw: unknown): PortBindingRequest[] {
+  if (raw === undefined || raw === null) return [];
+  if (!Array.isArray(raw)) throw new NetError('INVALID_ARGUMENT', 'com.docker.network.portmap must be an array');
+  return raw.map((b: Record<string, unknown>) => {
+    const proto = PROTO_BY_NUMBER[b.Proto as number];
+    if (!proto) throw new NetError('INVALID_ARGUMENT', `unsupported port protocol ${JSON.stringify(b.Proto)} (tcp, udp and sctp are)`);
+    if (!validPort(b.Port) || b.Port === 0) throw new NetError('INVALID_ARGUMENT', `bad container port ${JSON.stringify(b.Port)}`);
+    const hostPort = (b.HostPort ?? 0) as number;
+    const hostPortEnd = (b.HostPortEnd ?? hostPort) as number;
+    if (!validPort(hostPort) || !validPort(hostPortEnd) || (hostPort !== 0 && hostPortEnd < hostPort)) {
+      throw new NetError('INVALID_ARGUMENT', `bad host port range ${hostPort}-${hostPortEnd}`);
+    }
+    const hostIp = typeof b.HostIP === 'string' && b.HostIP !== '' ? b.HostIP : undefined;
+    return { proto, containerPort: b.Port as number, hostPort, hostPortEnd: hostPortEnd || hostPort, ...(hostIp ? { hostIp } : {}) };
+  });
+}
+
+/** Merges consecutive single-port mappings (what the CLI makes of -p 9000-9010:9000-9010) into ranges: one rule each. */
+export function coalesce(ports: readonly PublishedPort[]): PublishedPort[] {
+  const sorted = [...ports].sort((a, b) =>
+    a.proto.localeCompare(b.proto) || a.hostIp.localeCompare(b.hostIp) || a.containerIp.localeCompare(b.containerIp) || a.hostPort - b.hostPort,
+  );
+  const out: PublishedPort[] = [];
+  for (const p of sorted) {
+    const last = out.at(-1);
+    if (
+      last && last.proto === p.proto && last.hostIp === p.hostIp && last.containerIp === p.containerIp && last.family === p.family &&
+      p.hostPort === last.hostPortEnd + 1 && p.containerPort - p.hostPort === last.containerPort - last.hostPort
+    ) {
+      last.hostPortEnd = p.hostPortEnd;
+    } else {
+      out.push({ ...p });
+    }
+  }
+  return out;
+}
+
+async function ephemeralRange(): Promise<[number, number]> {
+  const text = await readFile('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').catch(() => '49153 65535');
+  const [lo, hi] = text.trim().split(/\s+/).map(Number) as [number, number];
+  return [lo || 49153, hi || 65535];
+}
+
+type Holder = Server | Socket;
+
+/**
+ * Holds host ports the way Docker does (it always keeps a listener on a published port), so a port
+ * already used by a host process or another container is refused up front. TCP listeners accept
+ * and close whatever reaches them without being DNATed (nothing should).
+ */
+export class PortReserver {
+  private readonly held = new Map<string, Holder>();
+
+  private static key(proto: PortProto, ip: string, port: number): string {
+    return `${proto}/${ip}/${port}`;
+  }
+
+  private async bindOne(proto: PortProto, ip: string, port: number): Promise<Holder | undefined> {
+    if (proto === 'sctp') return undefined; // Node has no SCTP sockets; the rules alone publish it.
+    const v6 = ip.includes(':');
+    return new Promise((resolve, reject) => {
+      const onErr = (e: NodeJS.ErrnoException): void =>
+        reject(e.code === 'EADDRINUSE' || e.code === 'EACCES'
+          ? new NetError('PORT_IN_USE', `host port ${ip}:${port}/${proto} is already in use`)
+          : new NetError('INVALID_ARGUMENT', `cannot bind host port ${ip}:${port}/${proto}: ${e.message}`));
+      if (proto === 'tcp') {
+        const srv = createServer((s) => s.destroy());
+        srv.once('error', onErr);
+        srv.listen({ host: ip, port, exclusive: true, ipv6Only: v6 }, () => {
+          srv.off('error', onErr);
+          srv.unref();
+          resolve(srv);
+        });
+      } else {
+        const sock = createSocket({ type: v6 ? 'udp6' : 'udp4', ipv6Only: v6 });
+        sock.once('error', onErr);
+        sock.bind({ address: ip, port, exclusive: true }, () => {
+          sock.off('error', onErr);
+          sock.unref();
+          resolve(sock);
+        });
+      }
+    });
+  }
+
+  /** Reserves every port of the mapping, all or nothing. */
+  async reserve(p: Pick<PublishedPort, 'proto' | 'hostIp' | 'hostPort' | 'hostPortEnd'>): Promise<void> {
+    const got: string[] = [];
+    try {
+      for (let port = p.hostPort; port <= p.hostPortEnd; port++) {
+        const key = PortReserver.key(p.proto, p.hostIp, port);
+        if (this.held.has(key)) throw new NetError('PORT_IN_USE', `host port ${p.hostIp}:${port}/${p.proto} is already published`);
+        const h = await this.bindOne(p.proto, p.hostIp, port);
+        if (h) this.held.set(key, h);
+        got.push(key);
+      }
+    } catch (e) {
+      for (const k of got) this.closeKey(k);
+      throw e;
+    }
+  }
+
+  release(p: Pick<PublishedPort, 'proto' | 'hostIp' | 'hostPort' | 'hostPortEnd'>): void {
+    for (let port = p.hostPort; port <= p.hostPortEnd; port++) this.closeKey(PortReserver.key(p.proto, p.hostIp, port));
+  }
+
+  private closeKey(key: string): void {
+    const h = this.held.get(key);
+    if (!h) return;
+    this.held.delete(key);
+    h.close();
+  }
+
+  /** Picks a free host port: in [from, to] when given (a -p range), else from the ephemeral range. */
+  async choose(proto: PortProto, ip: string, from?: number, to?: number): Promise<number> {
+    const [lo, hi] = from ? [from, to ?? from] : await ephemeralRange();
+    // Start at a random point so two daemons (or a restart) rarely race for the same port.
+    const span = hi - lo + 1;
+    const start = from ? 0 : Math.floor(Math.random() * span);
+    for (let i = 0; i < span; i++) {
+      const port = lo + ((start + i) % span);
+      try {
+        await this.reserve({ proto, hostIp: ip, hostPort: port, hostPortEnd: port });
+        return port;
+      } catch (e) {
+        if ((e as NetError).netCode !== 'PORT_IN_USE') throw e;
+      }
+    }
+    throw new NetError('PORT_IN_USE', from ? `no free host port in ${lo}-${hi}/${proto}` : `no free ephemeral host port for ${proto}`);
+  }
+
+  closeAll(): void {
+    for (const k of [...this.held.keys()]) this.closeKey(k);
+  }
+}

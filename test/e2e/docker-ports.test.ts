@@ -1,0 +1,200 @@
+// Port publishing (-p) on tsbridge with a real dockerd: every place a user expects to reach a
+// published port from, TCP and UDP, the negative cases, and clean removal.
+
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { docker, dockerFail, ensureDocker, IMAGE, startTsnet, type TsnetDaemon } from '../helpers/docker.js';
+import { ip, isRoot, ok, run, uniqueName } from '../helpers/sys.js';
+
+const hasDocker = isRoot && ok('which', ['dockerd']);
+const HOST = '198.18.232.1'; // a host address, facing the outside test host
+const HOST6 = 'fd99:232::1';
+
+describe.skipIf(!hasDocker)('docker -p on tsbridge (real dockerd)', () => {
+  let daemon: TsnetDaemon;
+  const nets: string[] = [];
+  const ctrs: string[] = [];
+  const outside = uniqueName('out');
+  let net1: string;
+  let net2: string;
+
+  const net = (args: string[]): string => {
+    const name = uniqueName('net');
+    docker('network', 'create', '-d', 'tsbridge', ...args, name);
+    nets.push(name);
+    return name;
+  };
+  /** A container serving "hello <name>" over HTTP on `port` (busybox httpd, verbose log on stderr). */
+  const web = (netName: string, port: number, ...publish: string[]): string => {
+    const name = uniqueName('w');
+    docker('run', '-d', '--name', name, '--network', netName, ...publish, IMAGE, 'sh', '-c',
+      `mkdir -p /www && echo hello ${name} > /www/index.html && exec httpd -f -vv -p ${port} -h /www`);
+    ctrs.push(name);
+    return name;
+  };
+  const plain = (netName: string): string => {
+    const name = uniqueName('p');
+    docker('run', '-d', '--name', name, '--network', netName, IMAGE, 'sleep', '600');
+    ctrs.push(name);
+    return name;
+  };
+  const fromOutside = (url: string): string => run('ip', ['netns', 'exec', outside, 'curl', '-s', '-m', '3', url], { allowFail: true }).trim();
+  const fromHost = (url: string): string => run('curl', ['-s', '-m', '3', url], { allowFail: true }).trim();
+  /** HTTP GET from inside a container with busybox nc (busybox-static's wget crashes here). */
+  const fromCtr = (c: string, url: string): string => {
+    const m = /^http:\/\/([^/:]+):(\d+)\//.exec(url)!;
+    const out = run('docker', ['exec', c, 'sh', '-c', `printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 3 ${m[1]} ${m[2]}`], { allowFail: true });
+    return out.trim().split('\n').at(-1)!.trim();
+  };
+  /** Sends one UDP datagram from the outside host, from a fixed source port when given. */
+  const udpFromOutside = (port: number, msg: string, srcPort = 0): void => {
+    run('ip', ['netns', 'exec', outside, 'python3', '-c',
+      `import socket;s=socket.socket(2,2);s.bind(('',${srcPort}));s.sendto(b'${msg}',('${HOST}',${port}))`]);
+  };
+  const udpRecorder = (netName: string, publish: string): string => {
+    const name = uniqueName('u');
+    docker('run', '-d', '--name', name, '--network', netName, '-p', publish, IMAGE, 'udp-recorder', '7', '/tmp/got');
+    ctrs.push(name);
+    return name;
+  };
+  const received = (c: string): string => run('docker', ['exec', c, 'cat', '/tmp/got'], { allowFail: true });
+  const eventually = async (check: () => boolean): Promise<boolean> => {
+    for (let i = 0; i < 20; i++) {
+      if (check()) return true;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    return check();
+  };
+  const dnatRules = (): string[] => run('iptables', ['-t', 'nat', '-S', 'TSNET-DNAT']).split('\n').filter((l) => l.startsWith('-A'));
+
+  beforeAll(async () => {
+    await ensureDocker();
+    daemon = await startTsnet();
+    run('ip', ['netns', 'add', outside]);
+    run('ip', ['link', 'add', `${outside}h`, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', outside]);
+    run('ip', ['addr', 'add', `${HOST}/30`, 'dev', `${outside}h`]);
+    run('ip', ['-6', 'addr', 'add', `${HOST6}/64`, 'dev', `${outside}h`, 'nodad']);
+    run('ip', ['link', 'set', `${outside}h`, 'up']);
+    ip(outside, 'addr', 'add', '198.18.232.2/30', 'dev', 'eth0');
+    ip(outside, '-6', 'addr', 'add', 'fd99:232::2/64', 'dev', 'eth0', 'nodad');
+    ip(outside, 'link', 'set', 'eth0', 'up');
+    ip(outside, 'link', 'set', 'lo', 'up');
+    net1 = net(['--ipam-driver', 'tsipam', '--subnet', '10.232.1.0/24']);
+    net2 = net(['--ipam-driver', 'tsipam', '--subnet', '10.232.2.0/24']);
+  }, 180_000);
+
+  afterAll(async () => {
+    for (const c of ctrs) dockerFail('rm', '-f', c);
+    for (const n of nets) dockerFail('network', 'rm', n);
+    run('ip', ['link', 'del', `${outside}h`], { allowFail: true });
+    run('ip', ['netns', 'del', outside], { allowFail: true });
+    await daemon?.stop();
+  }, 120_000);
+
+  it('-p 18080:80 is reached from another host, the host (127.0.0.1 and its own address), the same network (hairpin) and another network', () => {
+    const w = web(net1, 80, '-p', '18080:80');
+    const same = plain(net1);
+    const other = plain(net2);
+    expect(fromOutside(`http://${HOST}:18080/`)).toBe(`hello ${w}`);
+    expect(fromHost('http://127.0.0.1:18080/')).toBe(`hello ${w}`);
+    expect(fromHost(`http://${HOST}:18080/`)).toBe(`hello ${w}`);
+    expect(fromCtr(same, `http://${HOST}:18080/`)).toBe(`hello ${w}`);
+    expect(fromCtr(w, `http://${HOST}:18080/`)).toBe(`hello ${w}`); // the container reaches itself
+    expect(fromCtr(other, `http://${HOST}:18080/`)).toBe(`hello ${w}`);
+    // The container saw the outside client's own address: no SNAT for external clients.
+    expect(run('docker', ['logs', w], { allowFail: true }) + run('sh', ['-c', `docker logs ${w} 2>&1`])).toMatch(/198\.18\.232\.2\]?:\d+/);
+  });
+
+  it('-p 127.0.0.1:18081:80 answers on the host’s loopback and not to another host', () => {
+    const w = web(net1, 80, '-p', '127.0.0.1:18081:80');
+    expect(fromHost('http://127.0.0.1:18081/')).toBe(`hello ${w}`);
+    expect(fromOutside(`http://${HOST}:18081/`)).toBe('');
+  });
+
+  it('-p 18082:7/udp delivers datagrams, with the client’s own address', async () => {
+    const c = udpRecorder(net1, '18082:7/udp');
+    udpFromOutside(18082, 'udp-ok');
+    expect(await eventually(() => received(c).includes('udp-ok'))).toBe(true);
+    expect(received(c)).toMatch(/198\.18\.232\.2 udp-ok/);
+  });
+
+  it('-p 19000-19002:19000-19002 is one rule, and every port of it works', () => {
+    const before = dnatRules().length;
+    const w = web(net1, 19001, '-p', '19000-19002:19000-19002');
+    const rules = dnatRules();
+    expect(rules.length).toBe(before + 1);
+    expect(rules.some((r) => r.includes('--dport 19000:19002'))).toBe(true);
+    expect(fromOutside(`http://${HOST}:19001/`)).toBe(`hello ${w}`);
+  });
+
+  it('-p 80 picks a free ephemeral host port, logged by the daemon', () => {
+    const w = web(net1, 80, '-p', '80');
+    const cip = docker('inspect', '-f', '{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}', w);
+    const rule = dnatRules().find((r) => r.includes(`--to-destination ${cip}:80`));
+    expect(rule).toBeDefined();
+    const port = Number(/--dport (\d+)/.exec(rule!)![1]);
+    const [lo, hi] = run('cat', ['/proc/sys/net/ipv4/ip_local_port_range']).trim().split(/\s+/).map(Number);
+    expect(port).toBeGreaterThanOrEqual(lo!);
+    expect(port).toBeLessThanOrEqual(hi!);
+    expect(fromOutside(`http://${HOST}:${port}/`)).toBe(`hello ${w}`);
+    expect(run('cat', [`${daemon.stateDir}/daemon.log`])).toContain(`:${port}/tcp -> ${cip}:80`);
+  });
+
+  it('host_binding_ipv4 sets the default bind address', () => {
+    const local = net(['--ipam-driver', 'tsipam', '--subnet', '10.232.3.0/24', '-o', 'com.docker.network.bridge.host_binding_ipv4=127.0.0.1']);
+    const w = web(local, 80, '-p', '18085:80');
+    expect(fromHost('http://127.0.0.1:18085/')).toBe(`hello ${w}`);
+    expect(fromOutside(`http://${HOST}:18085/`)).toBe('');
+  });
+
+  it('a host port already published gives a clear error from docker run and leaves nothing behind', () => {
+    web(net1, 80, '-p', '18086:80');
+    const rulesBefore = dnatRules();
+    const name = uniqueName('dup');
+    ctrs.push(name);
+    const out = run('sh', ['-c', `docker run -d --name ${name} --network ${net1} -p 18086:80 ${IMAGE} sleep 60 2>&1 || true`]);
+    expect(out).toMatch(/host port 0\.0\.0\.0:18086\/tcp is already (in use|published)/);
+    expect(docker('inspect', '-f', '{{.State.Running}}', name)).toBe('false');
+    expect(dnatRules()).toEqual(rulesBefore);
+    // A port held by a host process is refused the same way.
+    const holder = run('sh', ['-c', 'busybox nc -l -p 18087 >/dev/null 2>&1 & echo $!']).trim();
+    try {
+      const n2 = uniqueName('dup');
+      ctrs.push(n2);
+      expect(run('sh', ['-c', `docker run -d --name ${n2} --network ${net1} -p 18087:80 ${IMAGE} sleep 60 2>&1 || true`])).toMatch(/18087\/tcp is already in use/);
+    } finally {
+      run('kill', [holder], { allowFail: true });
+    }
+  });
+
+  it('IPv6 host addresses on a dual-stack network', () => {
+    const ds = net(['--ipv6', '--ipam-driver', 'tsipam', '--subnet', '10.232.4.0/24', '--subnet', 'fd77:232::/64']);
+    const w = web(ds, 80, '-p', '18090:80');
+    expect(fromOutside(`http://[${HOST6}]:18090/`)).toBe(`hello ${w}`);
+    expect(fromOutside(`http://${HOST}:18090/`)).toBe(`hello ${w}`);
+  });
+
+  it('removing a container removes exactly its rules; rules grow linearly with containers', () => {
+    const base = dnatRules().length;
+    const ws = [0, 1, 2, 3].map((i) => web(net1, 80, '-p', `${18100 + i}:80`));
+    expect(dnatRules().length).toBe(base + 4);
+    docker('rm', '-f', ws[1]!);
+    const left = dnatRules();
+    expect(left.length).toBe(base + 3);
+    expect(left.some((r) => r.includes('--dport 18101 '))).toBe(false);
+    for (const w of [ws[0], ws[2], ws[3]]) docker('rm', '-f', w!);
+    expect(dnatRules().length).toBe(base);
+
+  });
+
+  it('a replaced container gets the same client’s UDP flow: old conntrack entries are flushed', async () => {
+    const first = udpRecorder(net1, '18110:7/udp');
+    udpFromOutside(18110, 'one', 40110);
+    expect(await eventually(() => received(first).includes('one'))).toBe(true);
+    docker('rm', '-f', first);
+    const second = udpRecorder(net1, '18110:7/udp');
+    // Without the flush, the flow 40110 -> 18110 would still be DNATed to the first container's address.
+    await new Promise((r) => setTimeout(r, 300));
+    udpFromOutside(18110, 'two', 40110);
+    expect(await eventually(() => received(second).includes('two'))).toBe(true);
+  });
+});
