@@ -1,25 +1,67 @@
 #!/usr/bin/env node
 // tsnet command line. `tsnet serve` runs the Docker plugin daemon in the foreground.
 
+import { join } from 'node:path';
 import { startDaemon } from '../core/runtime.js';
+import type { EndpointRecord, NetworkRecord } from '../core/network-service.js';
+import { SqliteStore } from '../store/sqlite-store.js';
 
 const USAGE = `usage: tsnet serve [--plugin-dir DIR] [--state-dir DIR] [--log-level LEVEL]
+       tsnet port ls [--state-dir DIR] [--json]     published ports (docker port cannot show a remote driver's)
   --plugin-dir  where Docker looks for plugin sockets (default /run/docker/plugins)
   --state-dir   where the store lives (default /var/lib/tsnet)
   --log-level   fatal|error|warn|info|debug|trace (default info)`;
 
+/** Reads published ports straight from the store: works whether or not the daemon runs. */
+async function portList(stateDir: string, json: boolean): Promise<number> {
+  const store = new SqliteStore(join(stateDir, 'tsnet.db'));
+  try {
+    const [nets, eps] = await store.read((tx) => [
+      tx.list<NetworkRecord>('net/').map(([, n]) => n),
+      tx.list<EndpointRecord>('ep/').map(([, e]) => e),
+    ] as const);
+    const rows = eps.flatMap((e) => (e.ports ?? []).map((p) => ({
+      network: e.networkId.slice(0, 12),
+      bridge: nets.find((n) => n.id === e.networkId)?.state.bridge ?? '?',
+      endpoint: e.id.slice(0, 12),
+      host: `${p.family === 6 ? `[${p.hostIp}]` : p.hostIp}:${p.hostPort}${p.hostPortEnd > p.hostPort ? `-${p.hostPortEnd}` : ''}/${p.proto}`,
+      container: `${p.family === 6 ? `[${p.containerIp}]` : p.containerIp}:${p.containerPort}`,
+    })));
+    if (json) console.log(JSON.stringify(rows, null, 2));
+    else {
+      const cols = ['network', 'bridge', 'endpoint', 'host', 'container'] as const;
+      const width = cols.map((c) => Math.max(c.length, ...rows.map((r) => r[c].length)));
+      const line = (vals: string[]): string => vals.map((v, i) => v.padEnd(width[i]!)).join('  ').trimEnd();
+      console.log(line(cols.map((c) => c.toUpperCase())));
+      for (const r of rows) console.log(line(cols.map((c) => r[c])));
+    }
+    return 0;
+  } finally {
+    await store.close();
+  }
+}
+
+const BOOLEAN_FLAGS = new Set(['json']);
+
 function parse(argv: string[]): { cmd: string; flags: Record<string, string> } {
-  const [cmd = '', ...rest] = argv;
+  const words: string[] = [];
   const flags: Record<string, string> = {};
-  for (let i = 0; i < rest.length; i++) {
-    const a = rest[i]!;
-    if (!a.startsWith('--')) throw new Error(`unexpected argument ${a}`);
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    if (!a.startsWith('--')) {
+      words.push(a);
+      continue;
+    }
     const [k, inline] = a.slice(2).split('=', 2) as [string, string | undefined];
-    const v = inline ?? rest[++i];
+    if (BOOLEAN_FLAGS.has(k)) {
+      flags[k] = inline ?? 'true';
+      continue;
+    }
+    const v = inline ?? argv[++i];
     if (v === undefined) throw new Error(`--${k} needs a value`);
     flags[k] = v;
   }
-  return { cmd, flags };
+  return { cmd: words.join(' '), flags };
 }
 
 async function main(): Promise<number> {
@@ -30,9 +72,10 @@ async function main(): Promise<number> {
     console.error(`${(e as Error).message}\n${USAGE}`);
     return 2;
   }
+  if (args.cmd === 'port ls') return portList(args.flags['state-dir'] ?? '/var/lib/tsnet', args.flags.json === 'true');
   if (args.cmd !== 'serve') {
     console.error(USAGE);
-    return args.cmd === 'help' || args.cmd === '--help' ? 0 : 2;
+    return args.cmd === 'help' || args.cmd === '' ? 0 : 2;
   }
   const known = new Set(['plugin-dir', 'state-dir', 'log-level']);
   const unknown = Object.keys(args.flags).filter((k) => !known.has(k));

@@ -166,8 +166,8 @@ export class NetworkService {
           if (clash) throw new NetError('POOL_OVERLAP', `subnet ${clash} is already used by tsnet network ${o.id.slice(0, 12)}`);
         }
         const state = await bridgeDriver.createNetwork(this.ctx, spec, tx);
-        await sysctlSet(undefined, 'net.ipv4.ip_forward', '1');
-        if (spec.enableIPv6) await sysctlSet(undefined, 'net.ipv6.conf.all.forwarding', '1');
+        await sysctlSet(this.ctx.host.netns, 'net.ipv4.ip_forward', '1');
+        if (spec.enableIPv6) await sysctlSet(this.ctx.host.netns, 'net.ipv6.conf.all.forwarding', '1');
         const rec: NetworkRecord = { id: spec.id, driver: 'tsbridge', spec, state, createdAt: new Date().toISOString() };
         await this.store.transact((t) => t.put(K.net(spec.id), rec));
         tx.onUndo('forget network', () => this.store.transact((t) => t.delete(K.net(spec.id))));

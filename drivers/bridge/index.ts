@@ -65,12 +65,12 @@ export const bridgeDriver = {
       gateways.push(s.gateway);
     }
     if (spec.enableIPv6 && spec.ipv6.length) {
-      await sysctlSet(undefined, ifaceSysctl('ipv6', bridge, 'disable_ipv6'), '0');
+      await sysctlSet(ctx.host.netns, ifaceSysctl('ipv6', bridge, 'disable_ipv6'), '0');
     }
     // 127.0.0.1-published ports are DNATed out of this bridge with a loopback source until
     // masquerade rewrites it; the kernel drops such packets unless route_localnet is on. The
     // firewall drops the reverse direction (containers to 127/8), see kernel/firewall.
-    await sysctlSet(undefined, ifaceSysctl('ipv4', bridge, 'route_localnet'), '1');
+    await sysctlSet(ctx.host.netns, ifaceSysctl('ipv4', bridge, 'route_localnet'), '1');
     await ctx.host.linkSetUp({ name: bridge });
     return {
       bridge, opts, gateways, internal: spec.internal, created: true,
@@ -92,7 +92,7 @@ export const bridgeDriver = {
     });
     tx.onUndo(`delete veth ${names.host}`, () => ctx.host.linkDelIfExists({ name: names.host }));
     // The container end gets its addresses from the runtime; DAD would delay them by seconds.
-    await sysctlSet(undefined, ifaceSysctl('ipv6', names.container, 'accept_dad'), '0').catch(() => undefined);
+    await sysctlSet(ctx.host.netns, ifaceSysctl('ipv6', names.container, 'accept_dad'), '0').catch(() => undefined);
     await ctx.host.linkSet({ name: names.host }, { master: { name: net.bridge }, up: true });
     // Hairpin lets a container reach its own published port through the host address.
     await ctx.host.bridgePortSet({ name: names.host }, { hairpin: true });

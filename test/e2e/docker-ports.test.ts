@@ -137,6 +137,10 @@ describe.skipIf(!hasDocker)('docker -p on tsbridge (real dockerd)', () => {
     expect(port).toBeLessThanOrEqual(hi!);
     expect(fromOutside(`http://${HOST}:${port}/`)).toBe(`hello ${w}`);
     expect(run('cat', [`${daemon.stateDir}/daemon.log`])).toContain(`:${port}/tcp -> ${cip}:80`);
+    // docker port shows nothing for a remote driver; tsnet's own tooling does.
+    const listed = JSON.parse(run(process.execPath, ['dist/bin/tsnet.js', 'port', 'ls', '--json', '--state-dir', daemon.stateDir]));
+    expect(listed).toEqual(expect.arrayContaining([expect.objectContaining({ host: `0.0.0.0:${port}/tcp`, container: `${cip}:80` })]));
+    expect(run(process.execPath, ['dist/bin/tsnet.js', 'port', 'ls', '--state-dir', daemon.stateDir])).toMatch(new RegExp(`0\\.0\\.0\\.0:${port}/tcp\\s+${cip.replace(/\./g, '\\.')}:80`));
   });
 
   it('host_binding_ipv4 sets the default bind address', () => {

@@ -60,13 +60,23 @@ export async function startTsnet(stateDir = mkdtempSync(join(tmpdir(), 'tsnt-sta
     stdio: ['ignore', log, log],
   });
   await waitFor(() => existsSync('/run/docker/plugins/tsbridge.sock') && ok('curl', ['-s', '--unix-socket', '/run/docker/plugins/tsbridge.sock', '-X', 'POST', 'http://x/Plugin.Activate']) , 'tsnet sockets');
+  // A daemon must never outlive its test run (it would keep answering on the plugin sockets).
+  const killOnExit = (): void => {
+    proc.kill('SIGKILL');
+  };
+  process.once('exit', killOnExit);
   return {
     stateDir,
     proc,
     stop: (signal = 'SIGTERM') =>
       new Promise((resolve) => {
-        if (proc.exitCode !== null) return resolve();
-        proc.once('exit', () => resolve());
+        process.off('exit', killOnExit);
+        if (proc.exitCode !== null || proc.signalCode !== null) return resolve();
+        const force = setTimeout(() => proc.kill('SIGKILL'), 10_000);
+        proc.once('exit', () => {
+          clearTimeout(force);
+          resolve();
+        });
         proc.kill(signal);
       }),
   };
