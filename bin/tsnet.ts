@@ -10,7 +10,11 @@ const USAGE = `usage: tsnet serve [--plugin-dir DIR] [--state-dir DIR] [--log-le
        tsnet port ls [--state-dir DIR] [--json]     published ports (docker port cannot show a remote driver's)
   --plugin-dir  where Docker looks for plugin sockets (default /run/docker/plugins)
   --state-dir   where the store lives (default /var/lib/tsnet)
-  --log-level   fatal|error|warn|info|debug|trace (default info)`;
+  --log-level   fatal|error|warn|info|debug|trace (default info)
+  --dns-upstream IP[,IP]   resolvers for names tsnet does not know (default: the host's resolv.conf)
+  --dns-domain NAME        domain of container names (default tsnet.internal)
+  --dns-port N             port of the per-network resolvers (default 53)
+  --docker-socket PATH     Docker Engine API, for container names (default /var/run/docker.sock)`;
 
 /** Reads published ports straight from the store: works whether or not the daemon runs. */
 async function portList(stateDir: string, json: boolean): Promise<number> {
@@ -77,7 +81,7 @@ async function main(): Promise<number> {
     console.error(USAGE);
     return args.cmd === 'help' || args.cmd === '' ? 0 : 2;
   }
-  const known = new Set(['plugin-dir', 'state-dir', 'log-level']);
+  const known = new Set(['plugin-dir', 'state-dir', 'log-level', 'dns-upstream', 'dns-domain', 'dns-port', 'docker-socket']);
   const unknown = Object.keys(args.flags).filter((k) => !known.has(k));
   if (unknown.length) {
     console.error(`unknown option(s): ${unknown.map((k) => `--${k}`).join(', ')}\n${USAGE}`);
@@ -91,6 +95,10 @@ async function main(): Promise<number> {
     pluginDir: args.flags['plugin-dir'] ?? '/run/docker/plugins',
     stateDir: args.flags['state-dir'] ?? '/var/lib/tsnet',
     logLevel: args.flags['log-level'] ?? 'info',
+    ...(args.flags['dns-port'] ? { dnsPort: Number(args.flags['dns-port']) } : {}),
+    ...(args.flags['dns-upstream'] ? { dnsUpstreams: args.flags['dns-upstream'].split(',').filter(Boolean) } : {}),
+    ...(args.flags['dns-domain'] ? { dnsDomain: args.flags['dns-domain'] } : {}),
+    ...(args.flags['docker-socket'] ? { dockerSocket: args.flags['docker-socket'] } : {}),
   });
   await new Promise<void>((resolve) => {
     process.once('SIGTERM', resolve);

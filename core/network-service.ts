@@ -19,6 +19,14 @@ export interface NetworkRecord {
   createdAt: string;
 }
 
+/** Told about changes after they are committed (the DNS resolver follows networks this way). */
+export interface NetworkObserver {
+  networkAdded(n: NetworkRecord): Promise<void>;
+  networkRemoved(id: string): Promise<void>;
+  endpointChanged(ep: EndpointRecord): void;
+  endpointRemoved(networkId: string, id: string): void;
+}
+
 export interface EndpointRecord {
   id: string;
   networkId: string;
@@ -28,6 +36,8 @@ export interface EndpointRecord {
   joined: boolean;
   /** Published ports, programmed by programExternal and removed by revokeExternal. */
   ports?: PublishedPort[];
+  /** DNS names (container name, aliases…), learnt from the runtime after the join. */
+  names?: string[];
 }
 
 const K = {
@@ -42,8 +52,38 @@ export class NetworkService {
   /** Host ports are global: published-port changes are serialised across networks too. */
   private readonly portsMutex = new KeyedMutex();
   readonly reserver = new PortReserver();
+  private readonly observers: NetworkObserver[] = [];
 
   constructor(private readonly store: Store, private readonly ctx: DriverContext) {}
+
+  observe(o: NetworkObserver): void {
+    this.observers.push(o);
+  }
+
+  /** Observers never fail a mutation that already happened: their errors are logged. */
+  private async notify(fn: (o: NetworkObserver) => Promise<void> | void): Promise<void> {
+    for (const o of this.observers) {
+      try {
+        await fn(o);
+      } catch (e) {
+        this.ctx.log.warn({ err: (e as Error).message }, 'observer failed');
+      }
+    }
+  }
+
+  /** Sets an endpoint's DNS names (from the Docker API, or CNI args); unknown endpoints are ignored. */
+  setEndpointNames(networkId: string, id: string, names: string[]): Promise<void> {
+    return this.mutex.run(networkId, async () => {
+      const ep = await this.getEndpoint(networkId, id);
+      if (!ep) return;
+      // Order matters: the first name is what PTR answers (the container name, not an alias).
+      const unique = [...new Set(names)];
+      if (JSON.stringify(unique) === JSON.stringify(ep.names ?? [])) return;
+      const next = { ...ep, names: unique };
+      await this.store.transact((t) => t.put(K.ep(networkId, id), next));
+      await this.notify((o) => o.endpointChanged(next));
+    });
+  }
 
   private logUndo = (msg: string, fields: Record<string, unknown>): void => this.ctx.log.warn(fields, msg);
 
@@ -173,6 +213,7 @@ export class NetworkService {
         tx.onUndo('forget network', () => this.store.transact((t) => t.delete(K.net(spec.id))));
         await this.syncFirewall();
         tx.onUndo('re-render firewall', () => this.syncFirewall());
+        await this.notify((o) => o.networkAdded(rec));
         this.ctx.log.info({ network: spec.id, bridge: state.bridge }, 'network created');
       }),
     );
@@ -191,6 +232,7 @@ export class NetworkService {
         tx.delete(K.net(id));
       });
       await this.syncFirewall();
+      await this.notify((o) => o.networkRemoved(id));
       this.ctx.log.info({ network: id }, 'network deleted');
     });
   }
@@ -223,6 +265,7 @@ export class NetworkService {
         if (await this.ctx.host.linkFind({ name: ep.state.hostIf })) return;
         if (await this.ctx.host.linkFind({ name: ep.state.containerIf })) return;
         await this.store.transact((t) => t.delete(K.ep(ep.networkId, ep.id)));
+        await this.notify((o) => o.endpointRemoved(ep.networkId, ep.id));
         removed.push(ep.id);
         this.ctx.log.warn({ network: ep.networkId, endpoint: ep.id }, 'endpoint gone from the kernel without a DeleteEndpoint; forgot it');
       });
@@ -243,7 +286,9 @@ export class NetworkService {
       const n = await this.requireNetwork(networkId);
       const ep = await this.getEndpoint(networkId, id);
       if (!ep) throw new NetError('NOT_FOUND', `endpoint ${id.slice(0, 12)} is not known to tsnet`);
-      await this.store.transact((t) => t.put(K.ep(networkId, id), { ...ep, joined: true, ...(sandboxKey ? { sandboxKey } : {}) }));
+      const joined: EndpointRecord = { ...ep, joined: true, ...(sandboxKey ? { sandboxKey } : {}) };
+      await this.store.transact((t) => t.put(K.ep(networkId, id), joined));
+      await this.notify((o) => o.endpointChanged(joined));
       return bridgeDriver.join(n.state, ep.state);
     });
   }
@@ -251,7 +296,10 @@ export class NetworkService {
   leave(networkId: string, id: string): Promise<void> {
     return this.mutex.run(networkId, async () => {
       const ep = await this.getEndpoint(networkId, id);
-      if (ep) await this.store.transact((t) => t.put(K.ep(networkId, id), { ...ep, joined: false }));
+      if (!ep) return;
+      const left = { ...ep, joined: false };
+      await this.store.transact((t) => t.put(K.ep(networkId, id), left));
+      await this.notify((o) => o.endpointChanged(left));
     });
   }
 
@@ -262,6 +310,7 @@ export class NetworkService {
       if (!ep) return;
       await bridgeDriver.deleteEndpoint(this.ctx, ep.state);
       await this.store.transact((t) => t.delete(K.ep(networkId, id)));
+      await this.notify((o) => o.endpointRemoved(networkId, id));
       if (ep.ports?.length) {
         // Docker normally revokes first; after a crash it may not have.
         await this.syncFirewall();

@@ -10,16 +10,25 @@ import { NetlinkHandle } from '../kernel/netlink.js';
 import { Ipam } from '../ipam/ipam.js';
 import { SqliteStore } from '../store/sqlite-store.js';
 import { NetworkService } from './network-service.js';
+import { DnsService } from './dns-service.js';
+import { DockerNames } from '../cnm/docker-names.js';
 
 export interface DaemonOptions {
   pluginDir: string;
   stateDir: string;
   logLevel: string;
+  /** Port of the per-network resolvers (53 unless testing). */
+  dnsPort?: number;
+  /** Upstream resolvers; the host's resolv.conf when empty. */
+  dnsUpstreams?: string[];
+  dnsDomain?: string;
+  dockerSocket?: string;
 }
 
 export interface Daemon {
   networks: NetworkService;
   ipam: Ipam;
+  dns: DnsService;
   stop(): Promise<void>;
 }
 
@@ -38,6 +47,15 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
   const firewall = new IptablesFirewall();
   const ipam = new Ipam(store, { hostNetworks: () => hostNetworks(host), log: (msg, f) => log.warn(f ?? {}, msg) });
   const networks = new NetworkService(store, { host, firewall, log });
+  const dns = new DnsService({
+    log,
+    ...(opts.dnsPort !== undefined ? { port: opts.dnsPort } : {}),
+    ...(opts.dnsUpstreams ? { upstreams: opts.dnsUpstreams } : {}),
+    ...(opts.dnsDomain ? { domain: opts.dnsDomain } : {}),
+  });
+  // Records come back from the store before any resolver answers.
+  await dns.restore(await networks.listNetworks(), await networks.listEndpoints());
+  networks.observe(dns);
   // Networks and endpoints live on in the kernel while the daemon is down; the firewall is
   // re-rendered from the store in case it was flushed meanwhile.
   await networks.restorePortReservations();
@@ -56,15 +74,20 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
     ],
     { pluginDir: opts.pluginDir, logLevel: opts.logLevel, networks, ipam },
   );
+  const dockerNames = new DockerNames(networks, log, opts.dockerSocket);
+  dockerNames.start();
   log.info({ pluginDir: opts.pluginDir, state: store.location, networks: (await networks.listNetworks()).length }, 'tsnet daemon ready');
   return {
     networks,
     ipam,
+    dns,
     async stop() {
       clearInterval(timer);
+      dockerNames.stop();
       // Stop accepting calls, let those in flight finish (fastify close waits), then close the store.
       await Promise.all(apps.map((a) => a.close()));
       networks.reserver.closeAll();
+      await dns.close();
       await host.close();
       await store.close();
     },

@@ -50,13 +50,14 @@ export async function ensureDocker(): Promise<void> {
 
 export interface TsnetDaemon {
   stateDir: string;
+  extraArgs: string[];
   proc: ChildProcess;
   stop(signal?: NodeJS.Signals): Promise<void>;
 }
 
-export async function startTsnet(stateDir = mkdtempSync(join(tmpdir(), 'tsnt-state-'))): Promise<TsnetDaemon> {
+export async function startTsnet(stateDir = mkdtempSync(join(tmpdir(), 'tsnt-state-')), extraArgs: string[] = []): Promise<TsnetDaemon> {
   const log = openSync(join(stateDir, 'daemon.log'), 'a');
-  const proc = spawn(process.execPath, [join(ROOT, 'dist/bin/tsnet.js'), 'serve', '--state-dir', stateDir, '--log-level', 'info'], {
+  const proc = spawn(process.execPath, [join(ROOT, 'dist/bin/tsnet.js'), 'serve', '--state-dir', stateDir, '--log-level', 'info', ...extraArgs], {
     stdio: ['ignore', log, log],
   });
   await waitFor(() => existsSync('/run/docker/plugins/tsbridge.sock') && ok('curl', ['-s', '--unix-socket', '/run/docker/plugins/tsbridge.sock', '-X', 'POST', 'http://x/Plugin.Activate']) , 'tsnet sockets');
@@ -68,6 +69,7 @@ export async function startTsnet(stateDir = mkdtempSync(join(tmpdir(), 'tsnt-sta
   return {
     stateDir,
     proc,
+    extraArgs,
     stop: (signal = 'SIGTERM') =>
       new Promise((resolve) => {
         process.off('exit', killOnExit);

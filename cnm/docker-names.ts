@@ -1,0 +1,133 @@
+// Learns container names and aliases from the Docker Engine API (the plugin protocol carries
+// none) and hands them to NetworkService for the resolver. Entirely asynchronous: a plugin call
+// never waits on Docker, because Docker calls plugins while holding its own locks (and while it
+// starts), and waiting on it from a handler deadlocks.
+
+import { request } from 'node:http';
+import type { NetworkService } from '../core/network-service.js';
+import type { Logger } from '../drivers/driver.js';
+
+interface DockerNetwork {
+  Id: string;
+  Name: string;
+  Containers?: Record<string, { Name: string; EndpointID: string }>;
+}
+
+interface DockerContainer {
+  Id: string;
+  Name: string;
+  Config?: { Hostname?: string };
+  NetworkSettings?: { Networks?: Record<string, { NetworkID?: string; EndpointID?: string; Aliases?: string[] | null }> };
+}
+
+export class DockerNames {
+  private stopped = false;
+  private events?: ReturnType<typeof request>;
+  private readonly pending = new Map<string, NodeJS.Timeout>();
+
+  constructor(
+    private readonly svc: NetworkService,
+    private readonly log: Logger,
+    private readonly socketPath = '/var/run/docker.sock',
+  ) {}
+
+  private get<T>(path: string): Promise<T> {
+    return new Promise((resolve, reject) => {
+      const req = request({ socketPath: this.socketPath, path: `/v1.41${path}`, method: 'GET', timeout: 10_000 }, (res) => {
+        let body = '';
+        res.setEncoding('utf8');
+        res.on('data', (d) => (body += d));
+        res.on('end', () => {
+          if (res.statusCode !== 200) return reject(new Error(`docker GET ${path}: ${res.statusCode} ${body.slice(0, 200)}`));
+          try {
+            resolve(JSON.parse(body) as T);
+          } catch (e) {
+            reject(e as Error);
+          }
+        });
+      });
+      req.on('timeout', () => req.destroy(new Error(`docker GET ${path} timed out`)));
+      req.on('error', reject);
+      req.end();
+    });
+  }
+
+  /** Starts the event stream and a first full pass; returns at once. */
+  start(): void {
+    this.watch();
+    void this.syncAll();
+  }
+
+  stop(): void {
+    this.stopped = true;
+    this.events?.destroy();
+    for (const t of this.pending.values()) clearTimeout(t);
+  }
+
+  private async syncAll(): Promise<void> {
+    for (const n of await this.svc.listNetworks()) this.schedule(n.id);
+  }
+
+  /** Coalesces bursts of events for one network into one inspection. */
+  private schedule(networkId: string, delayMs = 50): void {
+    if (this.stopped || this.pending.has(networkId)) return;
+    const t = setTimeout(() => {
+      this.pending.delete(networkId);
+      this.syncNetwork(networkId).catch((e) => {
+        this.log.warn({ network: networkId, err: (e as Error).message }, 'could not learn container names from Docker; retrying');
+        this.schedule(networkId, 2000);
+      });
+    }, delayMs);
+    t.unref();
+    this.pending.set(networkId, t);
+  }
+
+  private async syncNetwork(networkId: string): Promise<void> {
+    if (!(await this.svc.getNetwork(networkId))) return;
+    const net = await this.get<DockerNetwork>(`/networks/${encodeURIComponent(networkId)}`);
+    for (const [containerId, c] of Object.entries(net.Containers ?? {})) {
+      const ctr = await this.get<DockerContainer>(`/containers/${encodeURIComponent(containerId)}/json`).catch(() => undefined);
+      const aliases = ctr?.NetworkSettings?.Networks?.[net.Name]?.Aliases ?? [];
+      const hostname = ctr?.Config?.Hostname;
+      // What Docker's own resolver answers: name, aliases, short id, hostname.
+      const names = [c.Name, ...aliases, containerId.slice(0, 12), ...(hostname ? [hostname] : [])].filter(Boolean);
+      await this.svc.setEndpointNames(networkId, c.EndpointID, names);
+    }
+  }
+
+  private watch(): void {
+    if (this.stopped) return;
+    const filters = encodeURIComponent(JSON.stringify({ type: ['network'], event: ['connect', 'disconnect'] }));
+    const req = request({ socketPath: this.socketPath, path: `/v1.41/events?filters=${filters}`, method: 'GET' }, (res) => {
+      let buf = '';
+      res.setEncoding('utf8');
+      res.on('data', (d: string) => {
+        buf += d;
+        let nl: number;
+        while ((nl = buf.indexOf('\n')) >= 0) {
+          const line = buf.slice(0, nl);
+          buf = buf.slice(nl + 1);
+          try {
+            const ev = JSON.parse(line) as { Actor?: { ID?: string } };
+            if (ev.Actor?.ID) this.schedule(ev.Actor.ID);
+          } catch {
+            // a partial or foreign line: ignore
+          }
+        }
+      });
+      res.on('end', () => this.retryWatch());
+    });
+    req.on('error', () => this.retryWatch());
+    req.end();
+    this.events = req;
+  }
+
+  private retryWatch(): void {
+    if (this.stopped) return;
+    const t = setTimeout(() => {
+      this.watch();
+      void this.syncAll(); // events may have been missed while disconnected
+    }, 2000);
+    t.unref();
+  }
+}

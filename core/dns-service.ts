@@ -1,0 +1,80 @@
+// Keeps the resolver in step with networks and endpoints: listeners follow networks, records
+// follow joins, names and deletes. At start the records are restored from the store before any
+// listener answers.
+
+import { Forwarder } from '../dns/forward.js';
+import { RecordBook } from '../dns/records.js';
+import { DnsServer } from '../dns/server.js';
+import type { Logger } from '../drivers/driver.js';
+import type { EndpointRecord, NetworkObserver, NetworkRecord } from './network-service.js';
+
+export interface DnsOptions {
+  port?: number;
+  upstreams?: string[];
+  domain?: string;
+  log: Logger;
+}
+
+const plain = (cidr: string): string => cidr.split('/')[0]!;
+
+export class DnsService implements NetworkObserver {
+  readonly records: RecordBook;
+  readonly forwarder: Forwarder;
+  readonly server: DnsServer;
+
+  constructor(private readonly opts: DnsOptions) {
+    this.records = new RecordBook(opts.domain);
+    this.forwarder = new Forwarder(opts.upstreams?.length ? { servers: opts.upstreams } : {});
+    this.server = new DnsServer({
+      records: this.records,
+      forwarder: this.forwarder,
+      ...(opts.port !== undefined ? { port: opts.port } : {}),
+      log: (level, msg, fields) => opts.log[level](fields ?? {}, msg),
+    });
+  }
+
+  get domain(): string {
+    return this.records.domain;
+  }
+
+  /** Records first, then listeners: a restarted daemon answers the same from its first packet. */
+  async restore(nets: NetworkRecord[], eps: EndpointRecord[]): Promise<void> {
+    for (const ep of eps) this.endpointChanged(ep);
+    for (const n of nets) await this.networkAdded(n);
+  }
+
+  async networkAdded(n: NetworkRecord): Promise<void> {
+    await this.server.addNetwork({
+      id: n.id,
+      listen: n.state.gateways.map(plain),
+      subnets: [...n.state.subnets4, ...n.state.subnets6],
+      internal: n.state.internal,
+    });
+  }
+
+  async networkRemoved(id: string): Promise<void> {
+    await this.server.removeNetwork(id);
+    this.records.removeNetwork(id);
+  }
+
+  endpointChanged(ep: EndpointRecord): void {
+    if (!ep.joined) {
+      this.records.removeEndpoint(ep.networkId, ep.id);
+      return;
+    }
+    this.records.setEndpoint(ep.networkId, ep.id, {
+      names: ep.names ?? [],
+      ...(ep.spec.address4 ? { ipv4: plain(ep.spec.address4) } : {}),
+      ...(ep.spec.address6 ? { ipv6: plain(ep.spec.address6) } : {}),
+    });
+  }
+
+  endpointRemoved(networkId: string, id: string): void {
+    this.records.removeEndpoint(networkId, id);
+  }
+
+  async close(): Promise<void> {
+    await this.server.close();
+    this.forwarder.close();
+  }
+}

@@ -1,0 +1,223 @@
+// The embedded resolver: per network, UDP and TCP listeners on the network's gateway address(es).
+// It answers names of the querying client's own network, forwards everything else upstream
+// (except on internal networks), and refuses clients that are not on the network, so it is never
+// an open resolver.
+
+import { createSocket, type Socket } from 'node:dgram';
+import { createServer, type Server, type Socket as TcpSocket } from 'node:net';
+import { ipToBig, parseSubnet, type Subnet } from '../ipam/subnet.js';
+import { containsIp } from '../ipam/subnet.js';
+import { normalize, type RecordBook } from './records.js';
+import type { Forwarder } from './forward.js';
+import { frame } from './forward.js';
+import { RCODE, decode, dnsPacket, type Decoded, type Rcode, type Rr } from './wire.js';
+
+export interface DnsNetwork {
+  id: string;
+  /** Addresses to listen on (the gateway addresses, without prefix). */
+  listen: string[];
+  subnets: string[];
+  internal: boolean;
+}
+
+export interface DnsServerOptions {
+  records: RecordBook;
+  forwarder: Forwarder;
+  port?: number;
+  /** TTL of our own records: short, since containers come and go. */
+  ttl?: number;
+  maxTcpConnections?: number;
+  log?: (level: 'info' | 'warn', msg: string, fields?: Record<string, unknown>) => void;
+}
+
+export interface DnsStats {
+  queries: number;
+  local: number;
+  forwarded: number;
+  refused: number;
+  dropped: number;
+}
+
+const OUR_UDP_SIZE = 1232; // the DNS flag day 2020 recommendation
+
+interface Listening {
+  net: DnsNetwork;
+  subnets: Subnet[];
+  udp: Socket[];
+  tcp: Server[];
+  conns: Set<TcpSocket>;
+}
+
+export class DnsServer {
+  private readonly nets = new Map<string, Listening>();
+  readonly stats: DnsStats = { queries: 0, local: 0, forwarded: 0, refused: 0, dropped: 0 };
+
+  constructor(private readonly opts: DnsServerOptions) {}
+
+  private get ttl(): number {
+    return this.opts.ttl ?? 10;
+  }
+
+  /** Starts listeners for a network; a failure to bind one address is logged, not fatal. */
+  async addNetwork(net: DnsNetwork): Promise<void> {
+    await this.removeNetwork(net.id);
+    const l: Listening = { net, subnets: net.subnets.map((s) => parseSubnet(s)), udp: [], tcp: [], conns: new Set() };
+    this.nets.set(net.id, l);
+    const port = this.opts.port ?? 53;
+    for (const addr of net.listen) {
+      try {
+        l.udp.push(await this.bindUdp(l, addr, port));
+        l.tcp.push(await this.bindTcp(l, addr, port));
+      } catch (e) {
+        this.opts.log?.('warn', 'DNS listener could not bind', { network: net.id, address: addr, err: (e as Error).message });
+      }
+    }
+  }
+
+  async removeNetwork(id: string): Promise<void> {
+    const l = this.nets.get(id);
+    if (!l) return;
+    this.nets.delete(id);
+    for (const s of l.udp) s.close();
+    for (const c of l.conns) c.destroy();
+    await Promise.all(l.tcp.map((t) => new Promise((r) => t.close(r))));
+  }
+
+  async close(): Promise<void> {
+    for (const id of [...this.nets.keys()]) await this.removeNetwork(id);
+  }
+
+  private bindUdp(l: Listening, addr: string, port: number): Promise<Socket> {
+    return new Promise((resolve, reject) => {
+      const s = createSocket({ type: addr.includes(':') ? 'udp6' : 'udp4', ipv6Only: addr.includes(':') });
+      s.once('error', reject);
+      s.bind({ address: addr, port, exclusive: true }, () => {
+        s.off('error', reject);
+        s.on('error', () => undefined);
+        s.on('message', (msg, rinfo) => {
+          void this.answer(l, msg, rinfo.address, 'udp').then((out) => {
+            if (out) s.send(out, rinfo.port, rinfo.address);
+          });
+        });
+        resolve(s);
+      });
+    });
+  }
+
+  private bindTcp(l: Listening, addr: string, port: number): Promise<Server> {
+    return new Promise((resolve, reject) => {
+      const srv = createServer((conn) => this.onTcp(l, conn));
+      srv.maxConnections = this.opts.maxTcpConnections ?? 256;
+      srv.once('error', reject);
+      srv.listen({ host: addr, port, exclusive: true, ipv6Only: addr.includes(':') }, () => {
+        srv.off('error', reject);
+        resolve(srv);
+      });
+    });
+  }
+
+  private onTcp(l: Listening, conn: TcpSocket): void {
+    l.conns.add(conn);
+    conn.setTimeout(10_000, () => conn.destroy());
+    conn.on('close', () => l.conns.delete(conn));
+    conn.on('error', () => undefined);
+    let buf = Buffer.alloc(0);
+    let busy = Promise.resolve();
+    conn.on('data', (d) => {
+      buf = Buffer.concat([buf, d]);
+      if (buf.length > 70_000) return conn.destroy(); // more than any one message can be
+      while (buf.length >= 2 && buf.length >= 2 + buf.readUInt16BE(0)) {
+        const msg = buf.subarray(2, 2 + buf.readUInt16BE(0));
+        buf = buf.subarray(2 + msg.length);
+        // Answer in order on one connection.
+        busy = busy.then(async () => {
+          const out = await this.answer(l, msg, conn.remoteAddress ?? '', 'tcp');
+          if (out && !conn.destroyed) conn.write(frame(out));
+          else if (!out) conn.destroy();
+        });
+      }
+    });
+  }
+
+  private clientAllowed(l: Listening, address: string): boolean {
+    const ip = address.startsWith('::ffff:') ? address.slice(7) : address;
+    try {
+      const { family, value } = ipToBig(ip);
+      return l.subnets.some((s) => containsIp(s, family, value));
+    } catch {
+      return false;
+    }
+  }
+
+  /** Builds the reply to one message, or undefined to drop it. Exposed for protocol tests. */
+  async answer(l: Listening, msg: Buffer, client: string, transport: 'udp' | 'tcp'): Promise<Buffer | undefined> {
+    this.stats.queries++;
+    let q: Decoded;
+    try {
+      q = decode(msg);
+    } catch {
+      this.stats.dropped++;
+      return undefined; // malformed: nothing to answer safely
+    }
+    if (q.flag_qr || q.type === 'response') {
+      this.stats.dropped++;
+      return undefined;
+    }
+    const clientOpt = (q.additionals ?? []).find((a) => a.type === 'OPT');
+    const reply = (rcode: Rcode, answers: Rr[] = [], authorities: Rr[] = [], aa = false): Buffer => {
+      const flags = (q.flag_rd ? dnsPacket.RECURSION_DESIRED : 0) | dnsPacket.RECURSION_AVAILABLE | (aa ? dnsPacket.AUTHORITATIVE_ANSWER : 0) | RCODE[rcode];
+      const base = {
+        type: 'response' as const, id: q.id ?? 0, flags, questions: q.questions ?? [],
+        ...(clientOpt ? { additionals: [{ type: 'OPT', name: '.', udpPayloadSize: OUR_UDP_SIZE } as dnsPacket.Answer] } : {}),
+      };
+      const full = dnsPacket.encode({ ...base, answers, authorities } as dnsPacket.Packet);
+      const limit = clientOpt ? Math.max(512, Math.min(clientOpt.udpPayloadSize ?? 512, OUR_UDP_SIZE)) : 512;
+      if (transport === 'tcp' || full.length <= limit) return full;
+      // Too big for UDP: say so (TC) and let the client retry over TCP.
+      return dnsPacket.encode({ ...base, flags: base.flags | dnsPacket.TRUNCATED_RESPONSE, answers: [], authorities: [] } as dnsPacket.Packet);
+    };
+    if (!this.clientAllowed(l, client)) {
+      this.stats.refused++;
+      return reply('REFUSED');
+    }
+    if (q.opcode && q.opcode !== 'QUERY') return reply('NOTIMP');
+    const question = q.questions?.[0];
+    if (!question || (q.questions?.length ?? 0) !== 1) return reply('FORMERR');
+
+    const domain = this.opts.records.domain;
+    const soa: Rr = {
+      type: 'SOA', name: domain, ttl: this.ttl,
+      data: { mname: `ns.${domain}`, rname: `hostmaster.${domain}`, serial: 1, refresh: 3600, retry: 600, expire: 86400, minimum: this.ttl },
+    } as Rr;
+    const found = this.opts.records.lookup(l.net.id, question.name, question.type);
+    switch (found.kind) {
+      case 'answer':
+        this.stats.local++;
+        return reply('NOERROR', found.addresses.map((a) => ({ type: a.includes(':') ? 'AAAA' : 'A', name: question.name, ttl: this.ttl, data: a }) as Rr), [], true);
+      case 'ptr':
+        this.stats.local++;
+        return reply('NOERROR', found.names.map((n) => ({ type: 'PTR', name: question.name, ttl: this.ttl, data: `${normalize(n)}.${domain}` }) as Rr), [], true);
+      case 'nodata':
+        this.stats.local++;
+        return reply('NOERROR', [], [soa], true);
+      case 'nxdomain':
+        this.stats.local++;
+        return reply('NXDOMAIN', [], [soa], true);
+      case 'foreign': {
+        if (l.net.internal) {
+          this.stats.refused++;
+          return reply('REFUSED');
+        }
+        this.stats.forwarded++;
+        const a = await this.opts.forwarder.resolve({ name: question.name, type: question.type, class: question.class ?? 'IN' });
+        const rcode = (a.rcode in RCODE ? a.rcode : 'SERVFAIL') as Rcode;
+        return reply(rcode, a.answers, a.authorities);
+      }
+    }
+  }
+
+  /** The listening state of a network, for protocol tests that call answer() directly. */
+  listening(id: string): Listening | undefined {
+    return this.nets.get(id);
+  }
+}

@@ -1,0 +1,111 @@
+// The embedded resolver with a real dockerd: names learnt from the Docker API, scoped per
+// network, forwarding to an upstream (dnsmasq in a test namespace), and a restart.
+
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { docker, dockerFail, ensureDocker, IMAGE, startTsnet, type TsnetDaemon } from '../helpers/docker.js';
+import { ip, isRoot, ok, run, uniqueName } from '../helpers/sys.js';
+
+const hasDocker = isRoot && ok('which', ['dockerd']) && ok('which', ['dnsmasq']);
+const UPSTREAM = '198.18.233.2';
+
+describe.skipIf(!hasDocker)('embedded DNS on tsbridge networks (real dockerd)', () => {
+  let daemon: TsnetDaemon;
+  const nets: string[] = [];
+  const ctrs: string[] = [];
+  const outside = uniqueName('dns');
+  let dnsmasqPid = '';
+
+  const net = (args: string[]): string => {
+    const name = uniqueName('net');
+    docker('network', 'create', '-d', 'tsbridge', ...args, name);
+    nets.push(name);
+    return name;
+  };
+  const ctr = (netName: string, ...extra: string[]): string => {
+    const name = uniqueName('c');
+    docker('run', '-d', '--name', name, '--network', netName, ...extra, IMAGE, 'sleep', '600');
+    ctrs.push(name);
+    return name;
+  };
+  const ipOf = (c: string): string => docker('inspect', '-f', '{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}', c);
+  /** nslookup against an explicit server: the addresses it printed for the name, or the error. */
+  const lookup = (c: string, name: string, server: string, type = ''): string =>
+    run('docker', ['exec', c, 'nslookup', ...(type ? [`-type=${type}`] : []), name, server], { allowFail: true })
+      + run('sh', ['-c', `docker exec ${c} nslookup ${type ? `-type=${type} ` : ''}${name} ${server} 2>&1 >/dev/null || true`]);
+  const addresses = (out: string): string[] =>
+    [...out.split('Name:').slice(1).join('\n').matchAll(/Address:\s*(\S+)/g)].map((m) => m[1]!).filter((a) => !a.includes('#') && !a.endsWith(':53'));
+  const eventually = async (fn: () => boolean, ms = 10_000): Promise<boolean> => {
+    const end = Date.now() + ms;
+    while (Date.now() < end) {
+      if (fn()) return true;
+      await new Promise((r) => setTimeout(r, 250));
+    }
+    return fn();
+  };
+
+  beforeAll(async () => {
+    await ensureDocker();
+    // An upstream resolver on an "outside" host, routed via the host.
+    run('ip', ['netns', 'add', outside]);
+    run('ip', ['link', 'add', `${outside}h`, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', outside]);
+    run('ip', ['addr', 'add', '198.18.233.1/30', 'dev', `${outside}h`]);
+    run('ip', ['link', 'set', `${outside}h`, 'up']);
+    ip(outside, 'addr', 'add', `${UPSTREAM}/30`, 'dev', 'eth0');
+    ip(outside, 'link', 'set', 'eth0', 'up');
+    ip(outside, 'link', 'set', 'lo', 'up');
+    dnsmasqPid = run('sh', ['-c', `ip netns exec ${outside} dnsmasq --no-resolv --no-hosts --keep-in-foreground --listen-address=${UPSTREAM} --bind-interfaces --address=/upstream.test/203.0.113.7 --pid-file= >/dev/null 2>&1 & echo $!`]).trim();
+    daemon = await startTsnet(undefined, ['--dns-upstream', UPSTREAM]);
+  }, 180_000);
+
+  afterAll(async () => {
+    for (const c of ctrs) dockerFail('rm', '-f', c);
+    for (const n of nets) dockerFail('network', 'rm', n);
+    if (dnsmasqPid) run('kill', [dnsmasqPid], { allowFail: true });
+    run('ip', ['link', 'del', `${outside}h`], { allowFail: true });
+    run('ip', ['netns', 'del', outside], { allowFail: true });
+    await daemon?.stop();
+  }, 120_000);
+
+  it('names, aliases (round-robin over a shared one) and PTR; other networks see none of it; upstream names forwarded; internal does not forward; a restart answers the same', async () => {
+    const n1 = net(['--ipam-driver', 'tsipam', '--subnet', '10.233.10.0/24']);
+    const gw = '10.233.10.1';
+    const a = ctr(n1, '--network-alias', 'svc');
+    const b = ctr(n1, '--network-alias', 'svc', '--network-alias', 'bee');
+    const [aIp, bIp] = [ipOf(a), ipOf(b)];
+
+    expect(await eventually(() => addresses(lookup(a, b, gw)).includes(bIp))).toBe(true);
+    expect(addresses(lookup(a, `${b.toUpperCase()}.tsnet.internal`, gw))).toEqual([bIp]);
+    expect(addresses(lookup(b, 'bee', gw))).toEqual([bIp]);
+    expect(addresses(lookup(a, 'svc', gw)).sort()).toEqual([aIp, bIp].sort());
+    expect(lookup(a, bIp, gw)).toContain(`name = ${b}.tsnet.internal`);
+    expect(lookup(a, 'nobody.tsnet.internal', gw)).toMatch(/NXDOMAIN/);
+
+    // Another network: its own resolver does not know n1's names, and n1's refuses it.
+    const n2 = net(['--ipam-driver', 'tsipam', '--subnet', '10.233.11.0/24']);
+    const other = ctr(n2);
+    expect(addresses(lookup(other, `${b}.tsnet.internal`, '10.233.11.1'))).toEqual([]);
+    expect(lookup(other, b, gw)).toMatch(/REFUSED|can't find|refused/i);
+
+    // Names we do not know go to the upstream; internal networks do not forward.
+    expect(addresses(lookup(a, 'upstream.test', gw))).toEqual(['203.0.113.7']);
+    const internal = net(['--internal', '--ipam-driver', 'tsipam', '--subnet', '10.233.12.0/24']);
+    const i1 = ctr(internal);
+    const i2 = ctr(internal);
+    expect(await eventually(() => addresses(lookup(i1, i2, '10.233.12.1')).length === 1)).toBe(true);
+    expect(addresses(lookup(i1, 'upstream.test', '10.233.12.1'))).toEqual([]);
+
+    // Docker's own resolver forwards to ours when the container is run with --dns <gateway>.
+    const viaDocker = ctr(n1, '--dns', gw);
+    expect(addresses(lookup(viaDocker, 'upstream.test', '127.0.0.11'))).toEqual(['203.0.113.7']);
+
+    // A restarted daemon answers from its store at once (Docker is not asked again first).
+    await daemon.stop('SIGKILL');
+    daemon = await startTsnet(daemon.stateDir, daemon.extraArgs);
+    expect(addresses(lookup(a, b, gw))).toEqual([bIp]);
+
+    // A removed container's names vanish.
+    docker('rm', '-f', b);
+    // Docker's first calls after the plugin restart may wait out its reconnect backoff (up to ~15 s).
+    expect(await eventually(() => addresses(lookup(a, 'svc', gw)).join() === aIp, 30_000)).toBe(true);
+  }, 120_000);
+});

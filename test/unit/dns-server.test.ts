@@ -1,0 +1,234 @@
+// The resolver on loopback: real UDP and TCP sockets, hand-made packets, a fake upstream.
+
+import { createSocket, type Socket } from 'node:dgram';
+import { connect } from 'node:net';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import * as dnsPacket from 'dns-packet';
+import { Forwarder, frame } from '../../dns/forward.js';
+import { RecordBook } from '../../dns/records.js';
+import { DnsServer } from '../../dns/server.js';
+import { decode, type Decoded } from '../../dns/wire.js';
+
+const port = (): number => 20000 + Math.floor(Math.random() * 20000);
+
+type UpstreamBehaviour = 'answer' | 'silent';
+
+/** A fake upstream resolver on 127.0.0.1 that counts what it is asked. */
+async function fakeUpstream(behaviour: UpstreamBehaviour = 'answer'): Promise<{ sock: Socket; port: number; asked: string[] }> {
+  const sock = createSocket('udp4');
+  const asked: string[] = [];
+  sock.on('message', (msg, r) => {
+    const q = decode(msg);
+    const question = q.questions![0]!;
+    asked.push(`${question.name}/${question.type}`);
+    if (behaviour === 'silent') return;
+    const nx = question.name.startsWith('missing');
+    const reply = dnsPacket.encode({
+      type: 'response', id: q.id, flags: dnsPacket.RECURSION_AVAILABLE | (nx ? 3 : 0), questions: q.questions,
+      answers: nx ? [] : [{ type: 'A', name: question.name, ttl: 60, data: '203.0.113.7' }],
+      authorities: nx ? [{ type: 'SOA', name: 'test', ttl: 300, data: { mname: 'ns.test', rname: 'h.test', serial: 1, refresh: 1, retry: 1, expire: 1, minimum: 30 } }] : [],
+    } as dnsPacket.Packet);
+    sock.send(reply, r.port, r.address);
+  });
+  await new Promise<void>((r) => sock.bind(0, '127.0.0.1', r));
+  return { sock, port: sock.address().port, asked };
+}
+
+function udpQuery(p: number, msg: Buffer, host = '127.0.0.1', timeoutMs = 1500): Promise<Decoded | undefined> {
+  return new Promise((resolve) => {
+    const s = createSocket('udp4');
+    const t = setTimeout(() => {
+      s.close();
+      resolve(undefined);
+    }, timeoutMs);
+    s.on('message', (m) => {
+      clearTimeout(t);
+      s.close();
+      resolve(decode(m));
+    });
+    s.send(msg, p, host);
+  });
+}
+
+function tcpQuery(p: number, msg: Buffer): Promise<Decoded> {
+  return new Promise((resolve, reject) => {
+    const c = connect({ host: '127.0.0.1', port: p });
+    let buf = Buffer.alloc(0);
+    c.on('connect', () => c.write(frame(msg)));
+    c.on('data', (d) => {
+      buf = Buffer.concat([buf, d]);
+      if (buf.length >= 2 && buf.length >= 2 + buf.readUInt16BE(0)) {
+        c.end();
+        resolve(decode(buf.subarray(2, 2 + buf.readUInt16BE(0))));
+      }
+    });
+    c.on('error', reject);
+  });
+}
+
+const q = (name: string, type = 'A', opts: { id?: number; edns?: number } = {}): Buffer =>
+  dnsPacket.encode({
+    type: 'query', id: opts.id ?? 4242, flags: dnsPacket.RECURSION_DESIRED,
+    questions: [{ type: type as dnsPacket.RecordType, name }],
+    ...(opts.edns ? { additionals: [{ type: 'OPT', name: '.', udpPayloadSize: opts.edns } as dnsPacket.Answer] } : {}),
+  });
+
+describe('resolver protocol', () => {
+  let server: DnsServer;
+  let records: RecordBook;
+  let forwarder: Forwarder;
+  let upstream: Awaited<ReturnType<typeof fakeUpstream>>;
+  let p: number;
+
+  beforeEach(async () => {
+    upstream = await fakeUpstream();
+    records = new RecordBook('tsnet.internal');
+    forwarder = new Forwarder({ servers: ['127.0.0.1'], port: upstream.port, timeoutMs: 300, maxInFlight: 64 });
+    p = port();
+    server = new DnsServer({ records, forwarder, port: p });
+    await server.addNetwork({ id: 'n1', listen: ['127.0.0.1'], subnets: ['127.0.0.0/8'], internal: false });
+    records.setEndpoint('n1', 'e1', { names: ['web'], ipv4: '10.0.0.2' });
+    for (let i = 0; i < 100; i++) records.setEndpoint('n1', `m${i}`, { names: ['many'], ipv4: `10.0.1.${i + 1}` });
+    for (let i = 0; i < 40; i++) records.setEndpoint('n1', `f${i}`, { names: ['forty'], ipv4: `10.0.2.${i + 1}` });
+  });
+  afterEach(async () => {
+    await server.close();
+    forwarder.close();
+    upstream.sock.close();
+  });
+
+  it('answers A with the ID preserved and the question echoed, authoritative', async () => {
+    const r = (await udpQuery(p, q('WEB.tsnet.internal.', 'A', { id: 777 })))!;
+    expect(r.id).toBe(777);
+    expect(r.questions).toEqual([{ name: 'WEB.tsnet.internal', type: 'A', class: 'IN' }]);
+    expect(r.rcode).toBe('NOERROR');
+    expect(r.flag_qr).toBe(true);
+    expect((r as { flag_aa?: boolean }).flag_aa).toBe(true);
+    expect(r.answers!.map((a) => a.data)).toEqual(['10.0.0.2']);
+  });
+
+  it('NXDOMAIN for unknown names in our domain, NODATA (with SOA) for a known name without the type', async () => {
+    const nx = (await udpQuery(p, q('nope.tsnet.internal')))!;
+    expect(nx.rcode).toBe('NXDOMAIN');
+    expect(nx.authorities![0]!.type).toBe('SOA');
+    const nodata = (await udpQuery(p, q('web', 'AAAA')))!;
+    expect(nodata.rcode).toBe('NOERROR');
+    expect(nodata.answers).toEqual([]);
+    expect(nodata.authorities![0]!.type).toBe('SOA');
+  });
+
+  it('a large answer is truncated over UDP (TC, no records) and complete over TCP', async () => {
+    const udp = (await udpQuery(p, q('many')))!;
+    expect(udp.flag_tc).toBe(true);
+    expect(udp.answers).toEqual([]);
+    // 40 records (~680 bytes) exceed plain DNS's 512 but fit the EDNS0 size the client offers.
+    expect((await udpQuery(p, q('forty')))!.flag_tc).toBe(true);
+    const edns = (await udpQuery(p, q('forty', 'A', { edns: 4096 })))!;
+    expect(edns.flag_tc).toBe(false);
+    expect(edns.answers).toHaveLength(40);
+    expect(edns.additionals!.find((a) => a.type === 'OPT')?.udpPayloadSize).toBe(1232);
+    // We never send more than 1232 bytes over UDP, whatever the client offers (100 records ~1.6 kB).
+    expect((await udpQuery(p, q('many', 'A', { edns: 4096 })))!.flag_tc).toBe(true);
+    const tcp = await tcpQuery(p, q('many'));
+    expect(tcp.flag_tc).toBe(false);
+    expect(tcp.answers).toHaveLength(100);
+  });
+
+  it('round-robin: a shared name comes back in varying order', async () => {
+    const orders = new Set<string>();
+    for (let i = 0; i < 5; i++) orders.add((await tcpQuery(p, q('many'))).answers!.map((a) => a.data).join(','));
+    expect(orders.size).toBeGreaterThan(1);
+  });
+
+  it('forwards foreign names, caches them, and coalesces identical queries in flight', async () => {
+    const answers = await Promise.all(Array.from({ length: 20 }, (_, i) => udpQuery(p, q('example.test', 'A', { id: i }))));
+    for (const [i, a] of answers.entries()) {
+      expect(a!.id).toBe(i);
+      expect(a!.answers!.map((x) => x.data)).toEqual(['203.0.113.7']);
+    }
+    expect(upstream.asked.filter((x) => x === 'example.test/A')).toHaveLength(1);
+    const again = (await udpQuery(p, q('example.test')))!;
+    expect(again.answers![0]!.data).toBe('203.0.113.7');
+    expect(upstream.asked.filter((x) => x === 'example.test/A')).toHaveLength(1); // from the cache
+    // Negative answers are cached for the SOA minimum (RFC 2308).
+    expect((await udpQuery(p, q('missing.test')))!.rcode).toBe('NXDOMAIN');
+    expect((await udpQuery(p, q('missing.test')))!.rcode).toBe('NXDOMAIN');
+    expect(upstream.asked.filter((x) => x === 'missing.test/A')).toHaveLength(1);
+    expect(forwarder.cache.hits).toBeGreaterThanOrEqual(2);
+  });
+
+  it('refuses clients that are not on the network, and never forwards for them', async () => {
+    const p2 = port();
+    const s2 = new DnsServer({ records, forwarder, port: p2 });
+    await s2.addNetwork({ id: 'n2', listen: ['127.0.0.1'], subnets: ['10.99.0.0/16'], internal: false });
+    try {
+      const r = (await udpQuery(p2, q('example.org')))!;
+      expect(r.rcode).toBe('REFUSED');
+      expect(upstream.asked).not.toContain('example.org/A');
+    } finally {
+      await s2.close();
+    }
+  });
+
+  it('internal networks answer their own names and forward nothing', async () => {
+    const p2 = port();
+    const s2 = new DnsServer({ records, forwarder, port: p2 });
+    await s2.addNetwork({ id: 'n1', listen: ['127.0.0.1'], subnets: ['127.0.0.0/8'], internal: true });
+    try {
+      expect((await udpQuery(p2, q('web')))!.answers![0]!.data).toBe('10.0.0.2');
+      expect((await udpQuery(p2, q('example.net')))!.rcode).toBe('REFUSED');
+      expect(upstream.asked).not.toContain('example.net/A');
+    } finally {
+      await s2.close();
+    }
+  });
+
+  it('drops malformed, truncated, oversized and response packets without harm, then answers as before', async () => {
+    const good = q('web');
+    const bad = [
+      Buffer.from([1, 2, 3]),
+      good.subarray(0, good.length - 3),
+      Buffer.concat([good.subarray(0, 12), Buffer.alloc(3000, 0xff)]),
+      dnsPacket.encode({ type: 'response', id: 1, questions: [{ type: 'A', name: 'web' }] }),
+      Buffer.alloc(0),
+    ];
+    for (const b of bad) expect(await udpQuery(p, b, '127.0.0.1', 200)).toBeUndefined();
+    const multi = dnsPacket.encode({ type: 'query', id: 9, questions: [{ type: 'A', name: 'web' }, { type: 'A', name: 'web' }] });
+    expect((await udpQuery(p, multi))!.rcode).toBe('FORMERR');
+    expect((await udpQuery(p, good))!.answers![0]!.data).toBe('10.0.0.2');
+    expect(server.stats.dropped).toBeGreaterThanOrEqual(4);
+  });
+});
+
+describe('resolver under a flood for a name whose upstream never answers', () => {
+  it('keeps answering other queries, with queries in flight and memory bounded', async () => {
+    const upstream = await fakeUpstream('silent');
+    const records = new RecordBook();
+    records.setEndpoint('n1', 'e1', { names: ['web'], ipv4: '10.0.0.2' });
+    const forwarder = new Forwarder({ servers: ['127.0.0.1'], port: upstream.port, timeoutMs: 500, maxInFlight: 32 });
+    const p = port();
+    const server = new DnsServer({ records, forwarder, port: p });
+    await server.addNetwork({ id: 'n1', listen: ['127.0.0.1'], subnets: ['127.0.0.0/8'], internal: false });
+    try {
+      const flooder = createSocket('udp4');
+      await new Promise<void>((r) => flooder.bind(0, '127.0.0.1', r));
+      const heapBefore = process.memoryUsage().heapUsed;
+      for (let i = 0; i < 5000; i++) flooder.send(q(`dead${i % 500}.blackhole.test`, 'A', { id: i }), p, '127.0.0.1');
+      // Like a stub resolver, retry a lost datagram (a flood can fill the socket buffer).
+      let r: Decoded | undefined;
+      for (let attempt = 0; attempt < 5 && !r; attempt++) r = await udpQuery(p, q('web', 'A', { id: 60000 + attempt }), '127.0.0.1', 400);
+      expect(r?.answers?.[0]?.data).toBe('10.0.0.2');
+      expect(forwarder.inFlightCount).toBeLessThanOrEqual(32);
+      await new Promise((res) => setTimeout(res, 800));
+      expect(forwarder.inFlightCount).toBe(0);
+      expect(process.memoryUsage().heapUsed - heapBefore).toBeLessThan(50 * 1024 * 1024);
+      // Dead names were remembered briefly as failures, so the upstream was not asked 5,000 times.
+      expect(upstream.asked.length).toBeLessThan(600);
+      flooder.close();
+    } finally {
+      await server.close();
+      forwarder.close();
+      upstream.sock.close();
+    }
+  });
+});
