@@ -2,6 +2,7 @@
 // prints one table of figures, ratios and targets; writes bench-results.json.
 
 import { writeFileSync } from 'node:fs';
+import { benchDns } from './dns.js';
 import { benchIpam } from './ipam.js';
 import { benchNetlink } from './netlink.js';
 import type { BenchOptions, BenchResult } from './types.js';
@@ -9,6 +10,7 @@ import type { BenchOptions, BenchResult } from './types.js';
 const BENCHES: Record<string, (o: BenchOptions) => Promise<BenchResult[]>> = {
   netlink: benchNetlink,
   ipam: benchIpam,
+  dns: benchDns,
 };
 
 function ratio(r: BenchResult): number | null {

@@ -46,6 +46,7 @@ interface Listening {
   udp: Socket[];
   tcp: Server[];
   conns: Set<TcpSocket>;
+  allowed: Map<string, boolean>;
 }
 
 export class DnsServer {
@@ -61,7 +62,7 @@ export class DnsServer {
   /** Starts listeners for a network; a failure to bind one address is logged, not fatal. */
   async addNetwork(net: DnsNetwork): Promise<void> {
     await this.removeNetwork(net.id);
-    const l: Listening = { net, subnets: net.subnets.map((s) => parseSubnet(s)), udp: [], tcp: [], conns: new Set() };
+    const l: Listening = { net, subnets: net.subnets.map((s) => parseSubnet(s)), udp: [], tcp: [], conns: new Set(), allowed: new Map() };
     this.nets.set(net.id, l);
     const port = this.opts.port ?? 53;
     for (const addr of net.listen) {
@@ -140,13 +141,20 @@ export class DnsServer {
   }
 
   private clientAllowed(l: Listening, address: string): boolean {
+    // Clients repeat: remember the verdict per address (bounded) instead of parsing every query.
+    const known = l.allowed.get(address);
+    if (known !== undefined) return known;
     const ip = address.startsWith('::ffff:') ? address.slice(7) : address;
+    let ok = false;
     try {
       const { family, value } = ipToBig(ip);
-      return l.subnets.some((s) => containsIp(s, family, value));
+      ok = l.subnets.some((s) => containsIp(s, family, value));
     } catch {
-      return false;
+      ok = false;
     }
+    if (l.allowed.size > 4096) l.allowed.clear();
+    l.allowed.set(address, ok);
+    return ok;
   }
 
   /** Builds the reply to one message, or undefined to drop it. Exposed for protocol tests. */
