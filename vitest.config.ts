@@ -11,7 +11,7 @@ export default defineConfig({
   test: {
     projects: [
       { test: { ...common, name: 'unit', include: ['test/unit/**/*.test.ts'] } },
-      { test: { ...common, name: 'kernel', include: ['test/kernel/**/*.test.ts', 'test/store/**/*.test.ts'] } },
+      { test: { ...common, name: 'kernel', include: ['test/kernel/**/*.test.ts', 'test/store/**/*.test.ts', 'test/cni/**/*.test.ts'] } },
       // e2e files share one dockerd, the plugin socket directory and the host's iptables: one file at a time.
       { test: { ...common, name: 'e2e', include: ['test/e2e/**/*.test.ts'], fileParallelism: false } },
     ],

@@ -1,13 +1,16 @@
 #!/usr/bin/env node
 // tsnet command line. `tsnet serve` runs the Docker plugin daemon in the foreground.
 
-import { join } from 'node:path';
+import { chmodSync, mkdirSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { startDaemon } from '../core/runtime.js';
 import type { EndpointRecord, NetworkRecord } from '../core/network-service.js';
 import { SqliteStore } from '../store/sqlite-store.js';
 
 const USAGE = `usage: tsnet serve [--plugin-dir DIR] [--state-dir DIR] [--log-level LEVEL]
        tsnet port ls [--state-dir DIR] [--json]     published ports (docker port cannot show a remote driver's)
+       tsnet cni install [--bin-dir DIR]            install the tsbridge and tsipam CNI plugins (default /opt/cni/bin)
   --plugin-dir  where Docker looks for plugin sockets (default /run/docker/plugins)
   --state-dir   where the store lives (default /var/lib/tsnet)
   --log-level   fatal|error|warn|info|debug|trace (default info)
@@ -15,6 +18,19 @@ const USAGE = `usage: tsnet serve [--plugin-dir DIR] [--state-dir DIR] [--log-le
   --dns-domain NAME        domain of container names (default tsnet.internal)
   --dns-port N             port of the per-network resolvers (default 53)
   --docker-socket PATH     Docker Engine API, for container names (default /var/run/docker.sock)`;
+
+/** Writes one small executable per CNI plugin type into the runtime's CNI bin dir. */
+function cniInstall(binDir: string): number {
+  const entry = join(dirname(fileURLToPath(import.meta.url)), 'cni.js');
+  mkdirSync(binDir, { recursive: true });
+  for (const type of ['tsbridge', 'tsipam']) {
+    const path = join(binDir, type);
+    writeFileSync(path, `#!/bin/sh\n# tsnet CNI plugin "${type}", installed by "tsnet cni install".\nexec ${JSON.stringify(process.execPath)} ${JSON.stringify(entry)} ${type}\n`);
+    chmodSync(path, 0o755);
+    console.log(`installed ${path}`);
+  }
+  return 0;
+}
 
 /** Reads published ports straight from the store: works whether or not the daemon runs. */
 async function portList(stateDir: string, json: boolean): Promise<number> {
@@ -76,6 +92,7 @@ async function main(): Promise<number> {
     console.error(`${(e as Error).message}\n${USAGE}`);
     return 2;
   }
+  if (args.cmd === 'cni install') return cniInstall(args.flags['bin-dir'] ?? '/opt/cni/bin');
   if (args.cmd === 'port ls') return portList(args.flags['state-dir'] ?? '/var/lib/tsnet', args.flags.json === 'true');
   if (args.cmd !== 'serve') {
     console.error(USAGE);

@@ -40,6 +40,23 @@ export async function hostNetworks(nl: NetlinkHandle): Promise<string[]> {
   return [...routes, ...servers];
 }
 
+/** What a CNI invocation needs: the shared store, IPAM and network service, no sockets. */
+export async function openCniRuntime(stateDir: string, log: import('pino').Logger) {
+  const store = new SqliteStore(join(stateDir, 'tsnet.db'));
+  const host = await NetlinkHandle.open();
+  const firewall = new IptablesFirewall();
+  const ipam = new Ipam(store, { hostNetworks: () => hostNetworks(host), log: (msg, f) => log.warn(f ?? {}, msg) });
+  const networks = new NetworkService(store, { host, firewall, log });
+  return {
+    networks, ipam, host, stateDir, log, dnsDomain: 'tsnet.internal',
+    async close() {
+      networks.reserver.closeAll();
+      await host.close();
+      await store.close();
+    },
+  };
+}
+
 export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
   const log = pino({ level: opts.logLevel });
   const store = new SqliteStore(join(opts.stateDir, 'tsnet.db'));

@@ -198,6 +198,32 @@ export class Ipam {
     return rec;
   }
 
+  /**
+   * The pool for exactly this subnet, created if missing, without taking a reference: CNI has no
+   * RequestPool/ReleasePool pair, the pool lives as long as the network.
+   */
+  async ensurePool(subnet: string, addressSpace = LOCAL_SPACE): Promise<PoolRecord> {
+    const s = parseSubnet(subnet, true);
+    const existing = await this.store.read((tx) =>
+      tx.list<PoolRecord>(K.pools).map(([, p]) => p).find((p) => p.subnet === s.cidr && !p.range && p.addressSpace === addressSpace),
+    );
+    return existing ?? this.requestPool({ addressSpace, pool: s.cidr, v6: s.family === 6 });
+  }
+
+  /** Frees every address held by `owner` (a CNI attachment), in one transaction; idempotent. */
+  releaseOwner(owner: string): Promise<AllocationRecord[]> {
+    return this.store.transact((tx) => {
+      const freed: AllocationRecord[] = [];
+      for (const [key, a] of tx.list<AllocationRecord>(K.allAddrs)) {
+        if (a.owner === owner) {
+          tx.delete(key);
+          freed.push(a);
+        }
+      }
+      return freed;
+    });
+  }
+
   /** Drops one reference; the last one frees the pool and whatever it still holds. */
   async releasePool(id: string): Promise<{ released: boolean; freed: AllocationRecord[] }> {
     const result = await this.store.transact((tx) => {

@@ -1,0 +1,57 @@
+// Applies a join plan inside a container's namespace, for front-ends that have no runtime doing it
+// (CNI; Docker does this itself). The interface arrives in the host namespace under a temporary
+// name, is moved in, renamed, addressed, brought up and given its routes.
+
+import { NetError } from '../../kernel/errors.js';
+import { NetlinkHandle } from '../../kernel/netlink.js';
+import { ifaceSysctl, sysctlSet } from '../../kernel/sysctl.js';
+import type { NetnsRef } from '../../kernel/types.js';
+
+export interface SandboxPlan {
+  /** Interface in the host namespace, moved into the sandbox. */
+  hostSideName: string;
+  ifName: string;
+  addresses: string[];
+  gateway4?: string;
+  gateway6?: string;
+  defaultRoute: boolean;
+  routes: Array<{ dst: string; gw?: string }>;
+}
+
+export async function applyInSandbox(host: NetlinkHandle, netns: NetnsRef, plan: SandboxPlan): Promise<{ mac?: string; mtu: number }> {
+  await using c = await NetlinkHandle.open(netns);
+  if (await c.linkFind({ name: plan.ifName })) {
+    throw new NetError('ALREADY_EXISTS', `interface ${plan.ifName} already exists in the container`);
+  }
+  await host.linkSet({ name: plan.hostSideName }, { netns });
+  await c.linkSet({ name: plan.hostSideName }, { name: plan.ifName });
+  // Addresses must be usable at once: no duplicate address detection on a fresh veth.
+  await sysctlSet(netns, ifaceSysctl('ipv6', plan.ifName, 'accept_dad'), '0').catch(() => undefined);
+  for (const a of plan.addresses) await c.addrAdd({ name: plan.ifName }, a, { nodad: a.includes(':') });
+  await c.linkSetUp({ name: plan.ifName });
+  await c.linkSetUp({ name: 'lo' }).catch(() => undefined);
+  if (plan.defaultRoute && plan.gateway4) await c.routeReplace({ dst: 'default', gateway: plan.gateway4, dev: { name: plan.ifName } });
+  if (plan.defaultRoute && plan.gateway6) await c.routeReplace({ dst: 'default', gateway: plan.gateway6, dev: { name: plan.ifName }, family: 6 });
+  for (const r of plan.routes) {
+    const family = r.dst.includes(':') ? 6 : 4;
+    const gw = r.gw ?? (family === 4 ? plan.gateway4 : plan.gateway6);
+    await c.routeReplace({ dst: r.dst === '0.0.0.0/0' || r.dst === '::/0' ? 'default' : r.dst, family, ...(gw ? { gateway: gw } : {}), dev: { name: plan.ifName } });
+  }
+  const link = await c.linkGet({ name: plan.ifName });
+  return { ...(link.mac ? { mac: link.mac } : {}), mtu: link.mtu };
+}
+
+/** Removes the interface from the container; a missing namespace or interface is fine. */
+export async function removeFromSandbox(netns: NetnsRef, ifName: string): Promise<void> {
+  let c: NetlinkHandle;
+  try {
+    c = await NetlinkHandle.open(netns);
+  } catch {
+    return; // the namespace is gone, and the veth with it
+  }
+  try {
+    await c.linkDelIfExists({ name: ifName });
+  } finally {
+    await c.close();
+  }
+}
