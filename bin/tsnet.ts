@@ -17,7 +17,42 @@ const USAGE = `usage: tsnet serve [--plugin-dir DIR] [--state-dir DIR] [--log-le
   --dns-upstream IP[,IP]   resolvers for names tsnet does not know (default: the host's resolv.conf)
   --dns-domain NAME        domain of container names (default tsnet.internal)
   --dns-port N             port of the per-network resolvers (default 53)
-  --docker-socket PATH     Docker Engine API, for container names (default /var/run/docker.sock)`;
+  --docker-socket PATH     Docker Engine API, for container names (default /var/run/docker.sock)
+  --cni-socket PATH        where installed CNI plugins reach the daemon (default /run/tsnet/cni.sock)`;
+
+/**
+ * The installed plugin: when the daemon's CNI socket answers, the call goes there through curl
+ * (a few ms, no Node start-up); otherwise, or when the daemon declines (another state
+ * directory), the plugin runs standalone on the shared store.
+ */
+function cniWrapper(type: string, node: string, entry: string): string {
+  return `#!/bin/sh
+# tsnet CNI plugin "${type}", installed by "tsnet cni install".
+sock="\${TSNET_CNI_SOCKET:-/run/tsnet/cni.sock}"
+standalone() { exec ${JSON.stringify(node)} ${JSON.stringify(entry)} ${type}; }
+if [ -S "$sock" ] && command -v curl >/dev/null 2>&1; then
+  input=$(cat)
+  reply=$(printf '%s' "$input" | curl -s --unix-socket "$sock" -X POST --data-binary @- \
+    -H "Content-Type: application/octet-stream" -H "Tsnet-State-Dir: \${TSNET_STATE_DIR:-/var/lib/tsnet}" \
+    -H "Cni-Command: $CNI_COMMAND" -H "Cni-Containerid: $CNI_CONTAINERID" -H "Cni-Netns: $CNI_NETNS" \
+    -H "Cni-Ifname: $CNI_IFNAME" -H "Cni-Args: $CNI_ARGS" -H "Cni-Path: $CNI_PATH" \
+    -w '\n%{http_code}' "http://tsnet/cni/${type}")
+  if [ $? -eq 0 ]; then
+    status=\${reply##*'
+'}
+    body=\${reply%'
+'*}
+    case "$status" in
+      200) printf '%s' "$body"; exit 0 ;;
+      400) printf '%s' "$body"; exit 1 ;;
+    esac
+  fi
+  printf '%s' "$input" | standalone
+  exit $?
+fi
+standalone
+`;
+}
 
 /** Writes one small executable per CNI plugin type into the runtime's CNI bin dir. */
 function cniInstall(binDir: string): number {
@@ -25,7 +60,7 @@ function cniInstall(binDir: string): number {
   mkdirSync(binDir, { recursive: true });
   for (const type of ['tsbridge', 'tsipam']) {
     const path = join(binDir, type);
-    writeFileSync(path, `#!/bin/sh\n# tsnet CNI plugin "${type}", installed by "tsnet cni install".\nexec ${JSON.stringify(process.execPath)} ${JSON.stringify(entry)} ${type}\n`);
+    writeFileSync(path, cniWrapper(type, process.execPath, entry));
     chmodSync(path, 0o755);
     console.log(`installed ${path}`);
   }
@@ -98,7 +133,7 @@ async function main(): Promise<number> {
     console.error(USAGE);
     return args.cmd === 'help' || args.cmd === '' ? 0 : 2;
   }
-  const known = new Set(['plugin-dir', 'state-dir', 'log-level', 'dns-upstream', 'dns-domain', 'dns-port', 'docker-socket']);
+  const known = new Set(['plugin-dir', 'state-dir', 'log-level', 'dns-upstream', 'dns-domain', 'dns-port', 'docker-socket', 'cni-socket']);
   const unknown = Object.keys(args.flags).filter((k) => !known.has(k));
   if (unknown.length) {
     console.error(`unknown option(s): ${unknown.map((k) => `--${k}`).join(', ')}\n${USAGE}`);
@@ -116,6 +151,7 @@ async function main(): Promise<number> {
     ...(args.flags['dns-upstream'] ? { dnsUpstreams: args.flags['dns-upstream'].split(',').filter(Boolean) } : {}),
     ...(args.flags['dns-domain'] ? { dnsDomain: args.flags['dns-domain'] } : {}),
     ...(args.flags['docker-socket'] ? { dockerSocket: args.flags['docker-socket'] } : {}),
+    ...(args.flags['cni-socket'] ? { cniSocket: args.flags['cni-socket'] } : {}),
   });
   await new Promise<void>((resolve) => {
     process.once('SIGTERM', resolve);

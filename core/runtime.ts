@@ -12,6 +12,7 @@ import { SqliteStore } from '../store/sqlite-store.js';
 import { NetworkService } from './network-service.js';
 import { DnsService } from './dns-service.js';
 import { DockerNames } from '../cnm/docker-names.js';
+import { DEFAULT_CNI_SOCKET, startCniServer } from '../cni/server.js';
 
 export interface DaemonOptions {
   pluginDir: string;
@@ -23,6 +24,8 @@ export interface DaemonOptions {
   dnsUpstreams?: string[];
   dnsDomain?: string;
   dockerSocket?: string;
+  /** Where installed CNI plugins reach the daemon. */
+  cniSocket?: string;
 }
 
 export interface Daemon {
@@ -91,6 +94,9 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
     ],
     { pluginDir: opts.pluginDir, logLevel: opts.logLevel, networks, ipam },
   );
+  const cniApp = await startCniServer(opts.cniSocket ?? DEFAULT_CNI_SOCKET, {
+    networks, ipam, host, stateDir: opts.stateDir, log, dnsDomain: dns.domain,
+  }, opts.logLevel);
   const dockerNames = new DockerNames(networks, log, opts.dockerSocket);
   dockerNames.start();
   log.info({ pluginDir: opts.pluginDir, state: store.location, networks: (await networks.listNetworks()).length }, 'tsnet daemon ready');
@@ -102,7 +108,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
       clearInterval(timer);
       dockerNames.stop();
       // Stop accepting calls, let those in flight finish (fastify close waits), then close the store.
-      await Promise.all(apps.map((a) => a.close()));
+      await Promise.all([...apps, cniApp].map((a) => a.close()));
       networks.reserver.closeAll();
       await dns.close();
       await host.close();

@@ -1,0 +1,81 @@
+// The CNI fast path: installed plugins hand calls to the running daemon, with the same results
+// as standalone, and names registered through CNI are served by the daemon's resolver.
+
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ROOT, startTsnet, type TsnetDaemon } from '../../bench/lab.js';
+import { cleanNamespacesAfterEach, makeNs } from '../helpers/netns.js';
+import { isRoot, linkNames, ok, ping, run, uniqueName } from '../helpers/sys.js';
+
+const hasCurl = isRoot && ok('which', ['curl']);
+
+describe.skipIf(!hasCurl)('CNI plugins with the daemon running', () => {
+  cleanNamespacesAfterEach();
+  let daemon: TsnetDaemon;
+  let binDir: string;
+  const name = uniqueName('cf');
+  const conf = {
+    cniVersion: '1.1.0', name, type: 'tsbridge', bridge: `tsnt${name.slice(-6)}`, isGateway: true, isDefaultGateway: true, ipMasq: true,
+    ipam: { type: 'tsipam', subnet: '10.247.1.0/24' },
+  };
+  const invoke = (command: string, env: Record<string, string>, stateDir = daemon.stateDir, c: object = conf) => {
+    const r = spawnSync(join(binDir, 'tsbridge'), [], {
+      input: JSON.stringify(c), encoding: 'utf8',
+      env: { PATH: process.env.PATH, TSNET_STATE_DIR: stateDir, CNI_COMMAND: command, CNI_PATH: binDir, ...env },
+    });
+    return { code: r.status, out: r.stdout ? JSON.parse(r.stdout) : undefined, raw: r.stdout + r.stderr };
+  };
+  const daemonLog = (): string => run('cat', [join(daemon.stateDir, 'daemon.log')]);
+
+  beforeAll(async () => {
+    daemon = await startTsnet();
+    binDir = mkdtempSync(join(tmpdir(), 'tsnt-cnibin-'));
+    run(process.execPath, [join(ROOT, 'dist/bin/tsnet.js'), 'cni', 'install', '--bin-dir', binDir]);
+  }, 60_000);
+  afterAll(async () => {
+    await daemon?.stop();
+    rmSync(binDir, { recursive: true, force: true });
+  });
+
+  it('ADD/DEL go through the daemon; the pod name resolves at the gateway; errors come back as CNI errors', () => {
+    const a = makeNs('fa');
+    const b = makeNs('fb');
+    try {
+    const before = daemonLog().split('\n').filter((l) => l.includes('/cni/tsbridge')).length;
+    const ra = invoke('ADD', { CNI_CONTAINERID: 'fast-a', CNI_NETNS: a.path, CNI_IFNAME: 'eth0', CNI_ARGS: 'IgnoreUnknown=1;K8S_POD_NAME=web-0' });
+    const rb = invoke('ADD', { CNI_CONTAINERID: 'fast-b', CNI_NETNS: b.path, CNI_IFNAME: 'eth0', CNI_ARGS: 'IgnoreUnknown=1;K8S_POD_NAME=db-0' });
+    expect(ra.code, ra.raw).toBe(0);
+    expect(rb.code, rb.raw).toBe(0);
+    expect(daemonLog().split('\n').filter((l) => l.includes('/cni/tsbridge')).length).toBeGreaterThan(before); // served by the daemon
+    expect(ra.out).toMatchObject({ cniVersion: '1.1.0', ips: [{ address: '10.247.1.2/24', gateway: '10.247.1.1', interface: 2 }], dns: { nameservers: ['10.247.1.1'], search: ['tsnet.internal'] } });
+    expect(ping(a.name, rb.out.ips[0].address.split('/')[0])).toBe(true);
+    const lookup = run('ip', ['netns', 'exec', a.name, 'busybox', 'nslookup', 'db-0', '10.247.1.1'], { allowFail: true });
+    expect(lookup).toMatch(/Address: 10\.247\.1\.3/);
+
+    const err = invoke('ADD', { CNI_CONTAINERID: 'fast-a', CNI_NETNS: a.path, CNI_IFNAME: 'eth0' });
+    expect(err.code).toBe(1);
+    expect(err.out).toMatchObject({ code: 7, msg: expect.stringMatching(/already has eth0/) });
+
+    } finally {
+      for (const [ns, id] of [[a, 'fast-a'], [b, 'fast-b']] as const) expect(invoke('DEL', { CNI_CONTAINERID: id, CNI_NETNS: ns.path, CNI_IFNAME: 'eth0' }).code).toBe(0);
+    }
+    expect(linkNames()).not.toContain(conf.bridge);
+  });
+
+  it('a call configured for another state directory runs standalone instead', () => {
+    const other = mkdtempSync(join(tmpdir(), 'tsnt-other-'));
+    const otherConf = { ...conf, bridge: `${conf.bridge.slice(0, 12)}o`, ipam: { type: 'tsipam', subnet: '10.247.2.0/24' } };
+    const ns = makeNs('fo');
+    try {
+      const r = invoke('ADD', { CNI_CONTAINERID: 'other', CNI_NETNS: ns.path, CNI_IFNAME: 'eth0' }, other, otherConf);
+      expect(r.code, r.raw).toBe(0);
+      expect(run('sh', ['-c', `ls ${other}`])).toContain('tsnet.db');
+    } finally {
+      expect(invoke('DEL', { CNI_CONTAINERID: 'other', CNI_NETNS: ns.path, CNI_IFNAME: 'eth0' }, other, otherConf).code).toBe(0);
+      rmSync(other, { recursive: true, force: true });
+    }
+  });
+});
