@@ -7,6 +7,12 @@
       "dependencies": ["<!(node -p \"require('node-addon-api').targets\"):node_addon_api_except"],
       "cflags_cc": ["-std=c++17", "-Wall", "-Wextra", "-O2"],
       "defines": ["NAPI_VERSION=8"]
+    },
+    {
+      "target_name": "tsnet-cni-shim",
+      "type": "executable",
+      "sources": ["native/src/cni_shim.c"],
+      "cflags": ["-O2", "-Wall", "-Wextra"]
     }
   ]
 }

@@ -73,8 +73,7 @@ export async function benchDns(opts: BenchOptions): Promise<BenchResult[]> {
       if (/Name:[\s\S]*Address: 10\.240\.1\./.test(out)) break;
       await new Promise((r) => setTimeout(r, 200));
     }
-    const oursUpWarm = dnsperf(tsPid, "10.240.1.1", upstreamFile, seconds);
-    const oursLocal = dnsperf(tsPid, "10.240.1.1", files.ts(), seconds);
+    const oursLocal = dnsperf(tsPid, '10.240.1.1', files.ts(), seconds);
     const dockerLocal = dnsperf(dkPid, '127.0.0.11', files.dk(), seconds);
     const oursUp = dnsperf(tsPid, '10.240.1.1', upstreamFile, seconds);
     const dockerUp = dnsperf(dkPid, '127.0.0.11', upstreamFile, seconds);

@@ -2,6 +2,7 @@
 // prints one table of figures, ratios and targets; writes bench-results.json.
 
 import { writeFileSync } from 'node:fs';
+import { benchCni } from './cni.js';
 import { benchDns } from './dns.js';
 import { benchIpam } from './ipam.js';
 import { benchNetlink } from './netlink.js';
@@ -11,6 +12,7 @@ const BENCHES: Record<string, (o: BenchOptions) => Promise<BenchResult[]>> = {
   netlink: benchNetlink,
   ipam: benchIpam,
   dns: benchDns,
+  cni: benchCni,
 };
 
 function ratio(r: BenchResult): number | null {

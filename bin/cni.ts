@@ -5,7 +5,7 @@
 import { readFileSync } from 'node:fs';
 import { pino } from 'pino';
 import { runCni, type PluginType } from '../cni/dispatch.js';
-import { openCniRuntime } from '../core/runtime.js';
+import { openCniRuntime } from '../core/cni-runtime.js';
 
 const type = (process.argv[2] ?? '') as PluginType;
 if (type !== 'tsbridge' && type !== 'tsipam') {

@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // tsnet command line. `tsnet serve` runs the Docker plugin daemon in the foreground.
 
-import { chmodSync, mkdirSync, writeFileSync } from 'node:fs';
+import { chmodSync, copyFileSync, existsSync, mkdirSync, renameSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { startDaemon } from '../core/runtime.js';
@@ -20,48 +20,24 @@ const USAGE = `usage: tsnet serve [--plugin-dir DIR] [--state-dir DIR] [--log-le
   --docker-socket PATH     Docker Engine API, for container names (default /var/run/docker.sock)
   --cni-socket PATH        where installed CNI plugins reach the daemon (default /run/tsnet/cni.sock)`;
 
-/**
- * The installed plugin: when the daemon's CNI socket answers, the call goes there through curl
- * (a few ms, no Node start-up); otherwise, or when the daemon declines (another state
- * directory), the plugin runs standalone on the shared store.
- */
-function cniWrapper(type: string, node: string, entry: string): string {
-  return `#!/bin/sh
-# tsnet CNI plugin "${type}", installed by "tsnet cni install".
-sock="\${TSNET_CNI_SOCKET:-/run/tsnet/cni.sock}"
-standalone() { exec ${JSON.stringify(node)} ${JSON.stringify(entry)} ${type}; }
-if [ -S "$sock" ] && command -v curl >/dev/null 2>&1; then
-  input=$(cat)
-  reply=$(printf '%s' "$input" | curl -s --unix-socket "$sock" -X POST --data-binary @- \
-    -H "Content-Type: application/octet-stream" -H "Tsnet-State-Dir: \${TSNET_STATE_DIR:-/var/lib/tsnet}" \
-    -H "Cni-Command: $CNI_COMMAND" -H "Cni-Containerid: $CNI_CONTAINERID" -H "Cni-Netns: $CNI_NETNS" \
-    -H "Cni-Ifname: $CNI_IFNAME" -H "Cni-Args: $CNI_ARGS" -H "Cni-Path: $CNI_PATH" \
-    -w '\n%{http_code}' "http://tsnet/cni/${type}")
-  if [ $? -eq 0 ]; then
-    status=\${reply##*'
-'}
-    body=\${reply%'
-'*}
-    case "$status" in
-      200) printf '%s' "$body"; exit 0 ;;
-      400) printf '%s' "$body"; exit 1 ;;
-    esac
-  fi
-  printf '%s' "$input" | standalone
-  exit $?
-fi
-standalone
-`;
-}
-
 /** Writes one small executable per CNI plugin type into the runtime's CNI bin dir. */
 function cniInstall(binDir: string): number {
-  const entry = join(dirname(fileURLToPath(import.meta.url)), 'cni.js');
+  const here = dirname(fileURLToPath(import.meta.url));
+  const entry = join(here, 'cni.js');
+  // The native shim (native/src/cni_shim.c) talks to the daemon; it falls back to Node on its own.
+  const shim = join(here, '..', '..', 'build', 'Release', 'tsnet-cni-shim');
+  if (!existsSync(shim)) {
+    console.error(`${shim} is missing: run "npm run build:native"`);
+    return 1;
+  }
   mkdirSync(binDir, { recursive: true });
+  writeFileSync(join(binDir, 'tsnet-cni.conf'), `${process.execPath}\n${entry}\n`);
   for (const type of ['tsbridge', 'tsipam']) {
     const path = join(binDir, type);
-    writeFileSync(path, cniWrapper(type, process.execPath, entry));
-    chmodSync(path, 0o755);
+    const tmp = `${path}.tsnet-new`;
+    copyFileSync(shim, tmp);
+    chmodSync(tmp, 0o755);
+    renameSync(tmp, path); // atomic: a runtime never runs a half-written plugin
     console.log(`installed ${path}`);
   }
   return 0;

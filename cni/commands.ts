@@ -10,7 +10,7 @@ import { Tx } from '../core/tx.js';
 import { applyInSandbox, removeFromSandbox } from '../drivers/shared/sandbox.js';
 import type { Ipam } from '../ipam/ipam.js';
 import { netCodeOf, NetError } from '../kernel/errors.js';
-import type { NetlinkHandle } from '../kernel/netlink.js';
+import { NetlinkHandle } from '../kernel/netlink.js';
 import { withFileLock } from '../store/file-lock.js';
 import type { Logger } from '../drivers/driver.js';
 import { parseCniArgs, type BridgeConf } from './conf.js';
@@ -157,18 +157,32 @@ export async function cmdAdd(rt: CniRuntime, env: CniEnv, conf: BridgeConf): Pro
         ipamRoutes = [...ipamRoutes, ...(r?.routes ?? [])];
       }
       const mac = conf.mac ?? args.MAC;
+      {
+        let inside: NetlinkHandle;
+        try {
+          inside = await NetlinkHandle.open({ path: env.netns });
+        } catch (e) {
+          throw new CniError(CNI_CODES.INVALID_ENV, `CNI_NETNS ${env.netns} cannot be opened: ${(e as Error).message}`);
+        }
+        try {
+          if (await inside.linkFind({ name: env.ifName })) throw new CniError(CNI_CODES.INVALID_CONFIG, `interface ${env.ifName} already exists in ${env.netns}`);
+        } finally {
+          await inside.close();
+        }
+      }
       const ep = await rt.networks.createEndpoint({
         id: epId, networkId: net.id,
         ...(addresses.find((a) => !a.includes(':')) ? { address4: addresses.find((a) => !a.includes(':'))! } : {}),
         ...(addresses.find((a) => a.includes(':')) ? { address6: addresses.find((a) => a.includes(':'))! } : {}),
         ...(mac ? { mac } : {}),
+        sandbox: { netns: { path: env.netns }, ifName: env.ifName },
       });
       tx.onUndo('delete endpoint', () => rt.networks.deleteEndpoint(net.id, epId));
       return { net, ep, addresses, ipamRoutes };
     });
     const plan = await rt.networks.join(net.id, epId, env.netns);
     const inside = await applyInSandbox(rt.host, { path: env.netns }, {
-      hostSideName: plan.ifName, ifName: env.ifName, addresses,
+      ifName: env.ifName, addresses,
       ...(plan.gateway4 ? { gateway4: plan.gateway4 } : {}),
       ...(plan.gateway6 ? { gateway6: plan.gateway6 } : {}),
       defaultRoute: conf.isDefaultGateway, routes: ipamRoutes,
@@ -232,7 +246,6 @@ export async function cmdCheck(rt: CniRuntime, env: CniEnv, conf: BridgeConf): P
   const net = await findNetwork(rt, conf);
   const ep = net && (await rt.networks.getEndpoint(net.id, epId));
   if (!net || !ep) throw new CniError(CNI_CODES.UNKNOWN_CONTAINER, `no attachment of ${env.containerId}/${env.ifName} on ${conf.name}`);
-  const { NetlinkHandle } = await import('../kernel/netlink.js');
   await using c = await NetlinkHandle.open({ path: env.netns }).catch(() => {
     throw new CniError(CNI_CODES.INTERNAL, `netns ${env.netns} is not there`);
   });

@@ -22,7 +22,7 @@ export class DnsService implements NetworkObserver {
   readonly forwarder: Forwarder;
   readonly server: DnsServer;
 
-  constructor(private readonly opts: DnsOptions) {
+  constructor(opts: DnsOptions) {
     this.records = new RecordBook(opts.domain);
     this.forwarder = new Forwarder(opts.upstreams?.length ? { servers: opts.upstreams } : {});
     this.server = new DnsServer({

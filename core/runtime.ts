@@ -1,7 +1,6 @@
 // Wires the daemon together: store, IPAM, netlink, firewall, services, plugin sockets.
 
 import type { FastifyInstance } from 'fastify';
-import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { pino } from 'pino';
 import { startPluginSockets } from '../cnm/server.js';
@@ -10,6 +9,7 @@ import { NetlinkHandle } from '../kernel/netlink.js';
 import { Ipam } from '../ipam/ipam.js';
 import { SqliteStore } from '../store/sqlite-store.js';
 import { NetworkService } from './network-service.js';
+import { hostNetworks } from './host-networks.js';
 import { DnsService } from './dns-service.js';
 import { DockerNames } from '../cnm/docker-names.js';
 import { DEFAULT_CNI_SOCKET, startCniServer } from '../cni/server.js';
@@ -33,31 +33,6 @@ export interface Daemon {
   ipam: Ipam;
   dns: DnsService;
   stop(): Promise<void>;
-}
-
-/** Subnets a default pool must avoid: the host's routes and its resolvers (Docker loops otherwise). */
-export async function hostNetworks(nl: NetlinkHandle): Promise<string[]> {
-  const routes = (await nl.routeList()).filter((r) => r.dst !== 'default').map((r) => r.dst);
-  const resolv = await readFile('/etc/resolv.conf', 'utf8').catch(() => '');
-  const servers = [...resolv.matchAll(/^\s*nameserver\s+(\S+)/gm)].map((m) => (m[1]!.includes(':') ? `${m[1]}/128` : `${m[1]}/32`));
-  return [...routes, ...servers];
-}
-
-/** What a CNI invocation needs: the shared store, IPAM and network service, no sockets. */
-export async function openCniRuntime(stateDir: string, log: import('pino').Logger) {
-  const store = new SqliteStore(join(stateDir, 'tsnet.db'));
-  const host = await NetlinkHandle.open();
-  const firewall = new IptablesFirewall();
-  const ipam = new Ipam(store, { hostNetworks: () => hostNetworks(host), log: (msg, f) => log.warn(f ?? {}, msg) });
-  const networks = new NetworkService(store, { host, firewall, log });
-  return {
-    networks, ipam, host, stateDir, log, dnsDomain: 'tsnet.internal',
-    async close() {
-      networks.reserver.closeAll();
-      await host.close();
-      await store.close();
-    },
-  };
 }
 
 export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
@@ -94,9 +69,9 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
     ],
     { pluginDir: opts.pluginDir, logLevel: opts.logLevel, networks, ipam },
   );
-  const cniApp = await startCniServer(opts.cniSocket ?? DEFAULT_CNI_SOCKET, {
+  const cniServer = await startCniServer(opts.cniSocket ?? DEFAULT_CNI_SOCKET, {
     networks, ipam, host, stateDir: opts.stateDir, log, dnsDomain: dns.domain,
-  }, opts.logLevel);
+  });
   const dockerNames = new DockerNames(networks, log, opts.dockerSocket);
   dockerNames.start();
   log.info({ pluginDir: opts.pluginDir, state: store.location, networks: (await networks.listNetworks()).length }, 'tsnet daemon ready');
@@ -108,7 +83,8 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
       clearInterval(timer);
       dockerNames.stop();
       // Stop accepting calls, let those in flight finish (fastify close waits), then close the store.
-      await Promise.all([...apps, cniApp].map((a) => a.close()));
+      await Promise.all(apps.map((a) => a.close()));
+      await new Promise((r) => cniServer.close(r));
       networks.reserver.closeAll();
       await dns.close();
       await host.close();

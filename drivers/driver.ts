@@ -3,6 +3,7 @@
 
 import type { IptablesFirewall } from '../kernel/firewall/iptables.js';
 import type { NetlinkHandle } from '../kernel/netlink.js';
+import type { NetnsRef } from '../kernel/types.js';
 
 export interface Logger {
   info(obj: object, msg?: string): void;
@@ -35,6 +36,12 @@ export interface EndpointSpec {
   address4?: string;
   address6?: string;
   mac?: string;
+  /**
+   * Create the container end directly inside the sandbox under its final name (CNI). Moving a
+   * link between namespaces afterwards costs the kernel an RCU grace period (~20 ms); Docker
+   * moves it itself, so the Docker front-end leaves this unset.
+   */
+  sandbox?: { netns: NetnsRef; ifName: string };
 }
 
 /** What the sandbox must look like after a join: the front-end (Docker or our CNI) applies it. */

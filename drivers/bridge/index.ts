@@ -26,6 +26,8 @@ export interface BridgeEndpointState {
   hostIf: string;
   containerIf: string;
   mac?: string;
+  /** The container end was created inside the sandbox (CNI), not in the host namespace. */
+  inSandbox?: boolean;
 }
 
 export const bridgeNameFor = (networkId: string): string => `tsb-${networkId.slice(0, 11)}`;
@@ -86,17 +88,18 @@ export const bridgeDriver = {
     const names = vethNames(ep.id);
     const mac = ep.mac || (ep.address4 ? macFromIpv4(ep.address4) : undefined);
     const mtu = net.opts.mtu;
+    const containerIf = ep.sandbox?.ifName ?? names.container;
     await ctx.host.linkAdd({
       kind: 'veth', name: names.host, ...(mtu ? { mtu } : {}),
-      peer: { name: names.container, ...(mac ? { mac } : {}), ...(mtu ? { mtu } : {}) },
+      peer: { name: containerIf, ...(mac ? { mac } : {}), ...(mtu ? { mtu } : {}), ...(ep.sandbox ? { netns: ep.sandbox.netns } : {}) },
     });
     tx.onUndo(`delete veth ${names.host}`, () => ctx.host.linkDelIfExists({ name: names.host }));
-    // The container end gets its addresses from the runtime; DAD would delay them by seconds.
-    await sysctlSet(ctx.host.netns, ifaceSysctl('ipv6', names.container, 'accept_dad'), '0').catch(() => undefined);
+    // The container end gets its addresses at once; DAD would delay them by seconds.
+    await sysctlSet(ep.sandbox?.netns ?? ctx.host.netns, ifaceSysctl('ipv6', containerIf, 'accept_dad'), '0').catch(() => undefined);
     await ctx.host.linkSet({ name: names.host }, { master: { name: net.bridge }, up: true });
     // Hairpin lets a container reach its own published port through the host address.
     await ctx.host.bridgePortSet({ name: names.host }, { hairpin: true });
-    return { hostIf: names.host, containerIf: names.container, ...(mac ? { mac } : {}) };
+    return { hostIf: names.host, containerIf: containerIf, ...(mac ? { mac } : {}), ...(ep.sandbox ? { inSandbox: true } : {}) };
   },
 
   join(net: BridgeNetworkState, ep: BridgeEndpointState): JoinPlan {
@@ -113,7 +116,8 @@ export const bridgeDriver = {
 
   async deleteEndpoint(ctx: DriverContext, ep: BridgeEndpointState): Promise<void> {
     // After Leave, Docker moves the container end back to the host; deleting either end removes both.
-    for (const name of [ep.hostIf, ep.containerIf]) {
+    // A container end made inside a sandbox is never in the host namespace: only the host end counts.
+    for (const name of ep.inSandbox ? [ep.hostIf] : [ep.hostIf, ep.containerIf]) {
       try {
         await ctx.host.linkDel({ name });
         return;

@@ -8,8 +8,8 @@ import { ifaceSysctl, sysctlSet } from '../../kernel/sysctl.js';
 import type { NetnsRef } from '../../kernel/types.js';
 
 export interface SandboxPlan {
-  /** Interface in the host namespace, moved into the sandbox. */
-  hostSideName: string;
+  /** Interface in the host namespace, moved into the sandbox; absent when it was created there. */
+  hostSideName?: string;
   ifName: string;
   addresses: string[];
   gateway4?: string;
@@ -20,13 +20,15 @@ export interface SandboxPlan {
 
 export async function applyInSandbox(host: NetlinkHandle, netns: NetnsRef, plan: SandboxPlan): Promise<{ mac?: string; mtu: number }> {
   await using c = await NetlinkHandle.open(netns);
-  if (await c.linkFind({ name: plan.ifName })) {
-    throw new NetError('ALREADY_EXISTS', `interface ${plan.ifName} already exists in the container`);
+  if (plan.hostSideName) {
+    if (await c.linkFind({ name: plan.ifName })) {
+      throw new NetError('ALREADY_EXISTS', `interface ${plan.ifName} already exists in the container`);
+    }
+    await host.linkSet({ name: plan.hostSideName }, { netns });
+    await c.linkSet({ name: plan.hostSideName }, { name: plan.ifName });
+    // Addresses must be usable at once: no duplicate address detection on a fresh veth.
+    await sysctlSet(netns, ifaceSysctl('ipv6', plan.ifName, 'accept_dad'), '0').catch(() => undefined);
   }
-  await host.linkSet({ name: plan.hostSideName }, { netns });
-  await c.linkSet({ name: plan.hostSideName }, { name: plan.ifName });
-  // Addresses must be usable at once: no duplicate address detection on a fresh veth.
-  await sysctlSet(netns, ifaceSysctl('ipv6', plan.ifName, 'accept_dad'), '0').catch(() => undefined);
   for (const a of plan.addresses) await c.addrAdd({ name: plan.ifName }, a, { nodad: a.includes(':') });
   await c.linkSetUp({ name: plan.ifName });
   await c.linkSetUp({ name: 'lo' }).catch(() => undefined);

@@ -44,12 +44,13 @@ describe.skipIf(!hasCurl)('CNI plugins with the daemon running', () => {
     const a = makeNs('fa');
     const b = makeNs('fb');
     try {
-    const before = daemonLog().split('\n').filter((l) => l.includes('/cni/tsbridge')).length;
+    const served = (): number => daemonLog().split('\n').filter((l) => l.includes('"msg":"cni call"')).length;
+    const before = served();
     const ra = invoke('ADD', { CNI_CONTAINERID: 'fast-a', CNI_NETNS: a.path, CNI_IFNAME: 'eth0', CNI_ARGS: 'IgnoreUnknown=1;K8S_POD_NAME=web-0' });
     const rb = invoke('ADD', { CNI_CONTAINERID: 'fast-b', CNI_NETNS: b.path, CNI_IFNAME: 'eth0', CNI_ARGS: 'IgnoreUnknown=1;K8S_POD_NAME=db-0' });
     expect(ra.code, ra.raw).toBe(0);
     expect(rb.code, rb.raw).toBe(0);
-    expect(daemonLog().split('\n').filter((l) => l.includes('/cni/tsbridge')).length).toBeGreaterThan(before); // served by the daemon
+    expect(served()).toBe(before + 2); // both served by the daemon, not standalone
     expect(ra.out).toMatchObject({ cniVersion: '1.1.0', ips: [{ address: '10.247.1.2/24', gateway: '10.247.1.1', interface: 2 }], dns: { nameservers: ['10.247.1.1'], search: ['tsnet.internal'] } });
     expect(ping(a.name, rb.out.ips[0].address.split('/')[0])).toBe(true);
     const lookup = run('ip', ['netns', 'exec', a.name, 'busybox', 'nslookup', 'db-0', '10.247.1.1'], { allowFail: true });
@@ -73,6 +74,7 @@ describe.skipIf(!hasCurl)('CNI plugins with the daemon running', () => {
       const r = invoke('ADD', { CNI_CONTAINERID: 'other', CNI_NETNS: ns.path, CNI_IFNAME: 'eth0' }, other, otherConf);
       expect(r.code, r.raw).toBe(0);
       expect(run('sh', ['-c', `ls ${other}`])).toContain('tsnet.db');
+      expect(r.out.ips[0].address).toBe('10.247.2.2/24');
     } finally {
       expect(invoke('DEL', { CNI_CONTAINERID: 'other', CNI_NETNS: ns.path, CNI_IFNAME: 'eth0' }, other, otherConf).code).toBe(0);
       rmSync(other, { recursive: true, force: true });

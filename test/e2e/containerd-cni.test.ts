@@ -26,7 +26,7 @@ describe.skipIf(!hasCtr)('containerd ctr run --cni with tsbridge', () => {
     await ensureDocker();
     mkdirSync(confDir, { recursive: true });
     mkdirSync(binDir, { recursive: true });
-    for (const t of ['tsbridge', 'tsipam']) if (!existsSync(join(binDir, t))) installed.push(join(binDir, t));
+    for (const t of ['tsbridge', 'tsipam', 'tsnet-cni.conf']) if (!existsSync(join(binDir, t))) installed.push(join(binDir, t));
     run(process.execPath, [join(ROOT, 'dist/bin/tsnet.js'), 'cni', 'install', '--bin-dir', binDir]);
     const others = readdirSync(confDir).filter((f) => f < `00-${name}.conflist`);
     if (others.length) throw new Error(`${confDir} has configs that sort before ours (${others.join(', ')}); ctr would use those`);
