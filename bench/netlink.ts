@@ -22,9 +22,11 @@ export async function benchNetlink(opts: BenchOptions): Promise<BenchResult[]> {
     const t0 = performance.now();
     for (let i = 0; i < pairs; i++) {
       const name = `bv${i}`;
-      await h.linkAdd({ kind: 'veth', name, peer: { name: `bc${i}`, netns: cont } });
-      await c.addrAdd({ name: `bc${i}` }, `10.${200 + (i >> 16)}.${(i >> 8) & 255}.${i & 255}/32`);
-      await c.linkSetUp({ name: `bc${i}` });
+      // The kernel echoes the new veth with its peer's index, so the address needs no lookup.
+      const made = await h.linkAdd({ kind: 'veth', name, peer: { name: `bc${i}`, netns: cont } });
+      const peer = made?.parentIndex !== undefined ? { index: made.parentIndex } : { name: `bc${i}` };
+      await c.addrAdd(peer, `10.${200 + (i >> 16)}.${(i >> 8) & 255}.${i & 255}/32`);
+      await c.linkSetUp(peer);
       await h.linkSetUp({ name });
     }
     const oursSetupMs = performance.now() - t0;

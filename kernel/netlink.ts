@@ -172,7 +172,11 @@ export class NetlinkHandle implements AsyncDisposable {
     return msgs.filter((m) => m.type === RTM.NEWLINK).map((m) => parseLink(m.payload));
   }
 
-  async linkAdd(spec: LinkSpec): Promise<void> {
+  /**
+   * Creates a link and returns it as the kernel reports it (NLM_F_ECHO): callers learn the new
+   * index, and for a veth the peer's index (parentIndex), without another round trip.
+   */
+  async linkAdd(spec: LinkSpec): Promise<Link | undefined> {
     validateIfName(spec.name);
     if (spec.kind === 'veth') validateIfName(spec.peer.name);
     if (spec.kind === 'vxlan' && (!Number.isInteger(spec.vni) || spec.vni < 0 || spec.vni > 0xffffff)) {
@@ -191,7 +195,9 @@ export class NetlinkHandle implements AsyncDisposable {
     try {
       fds.prepare([spec.netns?.path, spec.kind === 'veth' ? spec.peer.netns?.path : undefined]);
       const attrs = linkCreateAttrs(spec, fds.fd, parentIndex);
-      await this.ack(RTM.NEWLINK, NLM_F.CREATE | NLM_F.EXCL, ifinfomsg(), attrs, `link ${JSON.stringify(spec.name)}`);
+      const msgs = await this.exchange(RTM.NEWLINK, NLM_F.CREATE | NLM_F.EXCL | NLM_F.ECHO, ifinfomsg(), attrs, `link ${JSON.stringify(spec.name)}`);
+      const echoed = msgs.find((m) => m.type === RTM.NEWLINK);
+      return echoed ? parseLink(echoed.payload) : undefined;
     } finally {
       fds.close();
     }

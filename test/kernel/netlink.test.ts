@@ -28,7 +28,10 @@ describe.skipIf(!isRoot)('netlink handle (root, throwaway namespaces)', () => {
 
   it('creates a veth pair with the peer directly in another namespace, and pings across it', async () => {
     const cont = makeNs('c');
-    await nl.linkAdd({ kind: 'veth', name: 'v-host', mtu: 1400, peer: { name: 'eth0', netns: { path: cont.path } } });
+    const made = await nl.linkAdd({ kind: 'veth', name: 'v-host', mtu: 1400, peer: { name: 'eth0', netns: { path: cont.path } } });
+    // The kernel's echo names the new link and its peer's index in the other namespace.
+    expect(made).toMatchObject({ name: 'v-host', kind: 'veth', mtu: 1400 });
+    expect(made!.parentIndex).toBe(ipJson(cont.name, 'link', 'show', 'dev', 'eth0')[0].ifindex);
     await nl.addrAdd({ name: 'v-host' }, '10.77.0.1/24');
     await nl.linkSetUp({ name: 'v-host' });
     await using c = await NetlinkHandle.open({ path: cont.path });
