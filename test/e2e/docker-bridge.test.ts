@@ -91,6 +91,9 @@ describe.skipIf(!hasDocker)('docker + tsbridge (real dockerd)', () => {
     const peer = ctr(n);
     expect(canPing(c, '198.18.231.2')).toBe(false);
     expect(canPing(c, peer)).toBe(true);
+    // No gateway from Docker's side either: Join set DisableGatewayService, so no docker_gwbridge.
+    expect(docker('exec', c, 'ip', 'route')).not.toContain('default');
+    expect(docker('network', 'ls', '--format', '{{.Name}}')).not.toContain('docker_gwbridge');
   });
 
   it('bad input gives a clear error and leaves nothing behind', () => {

@@ -73,6 +73,11 @@ describe('published ports', () => {
     expect(text).toContain('-A TSNET-FORWARD -o tsb-a -m conntrack --ctstate DNAT -j ACCEPT');
   });
 
+  it('SCTP mappings use the sctp match (the kernel here has SCTP conntrack but no SCTP sockets to test with)', () => {
+    expect(renderRules([net({ ports: [port({ proto: 'sctp', hostPort: 9999, hostPortEnd: 9999, containerPort: 99 })] })]))
+      .toContain('-A TSNET-DNAT -p sctp -m sctp --dport 9999 -j DNAT --to-destination 10.1.0.2:99');
+  });
+
   it('IPv6 mappings render only in the ip6tables batch, with bracketed addresses', () => {
     const nets = [net({ ports: [port({ family: 6, hostIp: '::', containerIp: 'fd00:1::2' })] })];
     expect(renderRules(nets, 6)).toContain('-A TSNET-DNAT -p tcp -m tcp --dport 8080 -j DNAT --to-destination [fd00:1::2]:80');
