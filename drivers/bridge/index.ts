@@ -2,6 +2,7 @@
 // endpoint (host end enslaved to the bridge, container end handed to the runtime), NAT and
 // isolation through the firewall backend.
 
+import { randomBytes } from 'node:crypto';
 import { NetError, isNotFound } from '../../kernel/errors.js';
 import type { FirewallNetwork } from '../../kernel/firewall/iptables.js';
 import { coalesce, type PublishedPort } from '../shared/ports.js';
@@ -33,6 +34,13 @@ export interface BridgeEndpointState {
 export const bridgeNameFor = (networkId: string): string => `tsb-${networkId.slice(0, 11)}`;
 const vethNames = (endpointId: string) => ({ host: `tsv${endpointId.slice(0, 12)}`, container: `tsc${endpointId.slice(0, 12)}` });
 
+/** A random locally administered unicast MAC. */
+export function randomMac(): string {
+  const b = randomBytes(6);
+  b[0] = (b[0]! & 0xfe) | 0x02;
+  return [...b].map((x) => x.toString(16).padStart(2, '0')).join(':');
+}
+
 /** Docker's convention: 02:42 followed by the IPv4 address, so MACs are stable and readable. */
 export function macFromIpv4(cidr: string): string {
   const parts = cidr.split('/')[0]!.split('.').map(Number);
@@ -58,7 +66,10 @@ export const bridgeDriver = {
     if (await ctx.host.linkFind({ name: bridge })) {
       throw new NetError('ALREADY_EXISTS', `a network interface named ${bridge} already exists on the host; choose another com.docker.network.bridge.name`);
     }
-    await ctx.host.linkAdd({ kind: 'bridge', name: bridge, ...(opts.mtu ? { mtu: opts.mtu } : {}) });
+    // A bridge without an assigned MAC takes the lowest MAC of its ports, so it changes as
+    // containers come and go, and containers keep sending to the old gateway MAC from their ARP
+    // cache (their DNS and egress break until it expires). An assigned MAC never changes.
+    await ctx.host.linkAdd({ kind: 'bridge', name: bridge, mac: randomMac(), ...(opts.mtu ? { mtu: opts.mtu } : {}) });
     tx.onUndo(`delete bridge ${bridge}`, () => ctx.host.linkDelIfExists({ name: bridge }));
     const gateways: string[] = [];
     for (const s of [...spec.ipv4, ...(spec.enableIPv6 ? spec.ipv6 : [])]) {

@@ -136,6 +136,17 @@ describe.skipIf(!hasDocker)('docker + tsbridge (real dockerd)', () => {
     expect(run('ip6tables', ['-S', 'TSNET-FORWARD'])).toContain('-i tsb-');
   });
 
+  it('the gateway MAC stays put as containers come and go (an unassigned bridge MAC follows its ports)', () => {
+    const n = net(['--ipam-driver', 'tsipam', '--subnet', '10.231.85.0/24']);
+    const first = ctr(n);
+    const bridge = linkNames().find((l) => l.startsWith('tsb-') && run('ip', ['-br', 'addr', 'show', 'dev', l]).includes('10.231.85.1'))!;
+    const mac = (): string => JSON.parse(run('ip', ['-j', 'link', 'show', 'dev', bridge]))[0].address;
+    const before = mac();
+    for (let i = 0; i < 3; i++) ctr(n);
+    docker('rm', '-f', first);
+    expect(mac()).toBe(before);
+  });
+
   it('docker network connect / disconnect add and remove a second interface', () => {
     const n1 = net(['--ipam-driver', 'tsipam', '--subnet', '10.231.80.0/24']);
     const n2 = net(['--ipam-driver', 'tsipam', '--subnet', '10.231.81.0/24']);
