@@ -4,29 +4,17 @@
 import Database from 'better-sqlite3';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { docker, dockerFail, ensureDocker, IMAGE, startTsnet, type TsnetDaemon } from '../helpers/docker.js';
+import { docker, DockerScene, ensureDocker, startTsnet, type TsnetDaemon } from '../helpers/docker.js';
 import { ip, isRoot, linkNames, ok, run, uniqueName } from '../helpers/sys.js';
 
 const hasDocker = isRoot && ok('which', ['dockerd']);
 
 describe.skipIf(!hasDocker)('docker + tsbridge (real dockerd)', () => {
   let daemon: TsnetDaemon;
-  const nets: string[] = [];
-  const ctrs: string[] = [];
+  const scene = new DockerScene();
+  const net = (args: string[]): string => scene.net(args);
+  const ctr = (netName: string, ...extra: string[]): string => scene.ctr(netName, ...extra);
   const outside = uniqueName('out');
-
-  const net = (args: string[]): string => {
-    const name = uniqueName('net');
-    docker('network', 'create', '-d', 'tsbridge', ...args, name);
-    nets.push(name);
-    return name;
-  };
-  const ctr = (netName: string, ...extra: string[]): string => {
-    const name = uniqueName('c');
-    docker('run', '-d', '--name', name, '--network', netName, ...extra, IMAGE, 'sleep', '600');
-    ctrs.push(name);
-    return name;
-  };
   const canPing = (c: string, target: string): boolean => ok('docker', ['exec', c, 'ping', '-c', '1', '-W', '2', target]);
   const allocations = (): number => {
     const db = new Database(join(daemon.stateDir, 'tsnet.db'), { readonly: true });
@@ -56,8 +44,7 @@ describe.skipIf(!hasDocker)('docker + tsbridge (real dockerd)', () => {
   }, 180_000);
 
   afterAll(async () => {
-    for (const c of ctrs) dockerFail('rm', '-f', c);
-    for (const n of nets) dockerFail('network', 'rm', n);
+    scene.cleanup();
     run('ip', ['link', 'del', `${outside}h`], { allowFail: true });
     run('ip', ['netns', 'del', outside], { allowFail: true });
     await daemon?.stop();
@@ -196,7 +183,7 @@ describe.skipIf(!hasDocker)('docker + tsbridge (real dockerd)', () => {
     expect(ports).toHaveLength(1);
     docker('rm', '-f', c);
     docker('network', 'rm', n);
-    nets.splice(nets.indexOf(n), 1);
+    scene.forgetNet(n);
     expect(linkNames()).not.toContain(bridge);
     for (const p of ports) {
       expect(linkNames()).not.toContain(p);

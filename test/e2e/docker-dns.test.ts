@@ -2,7 +2,7 @@
 // network, forwarding to an upstream (dnsmasq in a test namespace), and a restart.
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { docker, dockerFail, ensureDocker, IMAGE, startTsnet, type TsnetDaemon } from '../helpers/docker.js';
+import { docker, DockerScene, ensureDocker, startTsnet, type TsnetDaemon } from '../helpers/docker.js';
 import { ip, isRoot, ok, run, uniqueName } from '../helpers/sys.js';
 
 const hasDocker = isRoot && ok('which', ['dockerd']) && ok('which', ['dnsmasq']);
@@ -10,23 +10,11 @@ const UPSTREAM = '198.18.233.2';
 
 describe.skipIf(!hasDocker)('embedded DNS on tsbridge networks (real dockerd)', () => {
   let daemon: TsnetDaemon;
-  const nets: string[] = [];
-  const ctrs: string[] = [];
+  const scene = new DockerScene();
+  const net = (args: string[]): string => scene.net(args);
+  const ctr = (netName: string, ...extra: string[]): string => scene.ctr(netName, ...extra);
   const outside = uniqueName('dns');
   let dnsmasqPid = '';
-
-  const net = (args: string[]): string => {
-    const name = uniqueName('net');
-    docker('network', 'create', '-d', 'tsbridge', ...args, name);
-    nets.push(name);
-    return name;
-  };
-  const ctr = (netName: string, ...extra: string[]): string => {
-    const name = uniqueName('c');
-    docker('run', '-d', '--name', name, '--network', netName, ...extra, IMAGE, 'sleep', '600');
-    ctrs.push(name);
-    return name;
-  };
   const ipOf = (c: string): string => docker('inspect', '-f', '{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}', c);
   /** nslookup against an explicit server: the addresses it printed for the name, or the error. */
   const lookup = (c: string, name: string, server: string, type = ''): string =>
@@ -58,8 +46,7 @@ describe.skipIf(!hasDocker)('embedded DNS on tsbridge networks (real dockerd)', 
   }, 180_000);
 
   afterAll(async () => {
-    for (const c of ctrs) dockerFail('rm', '-f', c);
-    for (const n of nets) dockerFail('network', 'rm', n);
+    scene.cleanup();
     if (dnsmasqPid) run('kill', [dnsmasqPid], { allowFail: true });
     run('ip', ['link', 'del', `${outside}h`], { allowFail: true });
     run('ip', ['netns', 'del', outside], { allowFail: true });

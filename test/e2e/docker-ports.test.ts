@@ -2,7 +2,7 @@
 // published port from, TCP and UDP, the negative cases, and clean removal.
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { docker, dockerFail, ensureDocker, IMAGE, startTsnet, type TsnetDaemon } from '../helpers/docker.js';
+import { docker, DockerScene, ensureDocker, IMAGE, startTsnet, type TsnetDaemon } from '../helpers/docker.js';
 import { ip, isRoot, ok, run, uniqueName } from '../helpers/sys.js';
 
 const hasDocker = isRoot && ok('which', ['dockerd']);
@@ -11,32 +11,21 @@ const HOST6 = 'fd99:232::1';
 
 describe.skipIf(!hasDocker)('docker -p on tsbridge (real dockerd)', () => {
   let daemon: TsnetDaemon;
-  const nets: string[] = [];
-  const ctrs: string[] = [];
+  const scene = new DockerScene();
+  const net = (args: string[]): string => scene.net(args);
   const outside = uniqueName('out');
   let net1: string;
   let net2: string;
 
-  const net = (args: string[]): string => {
-    const name = uniqueName('net');
-    docker('network', 'create', '-d', 'tsbridge', ...args, name);
-    nets.push(name);
-    return name;
-  };
   /** A container serving "hello <name>" over HTTP on `port` (busybox httpd, verbose log on stderr). */
   const web = (netName: string, port: number, ...publish: string[]): string => {
     const name = uniqueName('w');
     docker('run', '-d', '--name', name, '--network', netName, ...publish, IMAGE, 'sh', '-c',
       `mkdir -p /www && echo hello ${name} > /www/index.html && exec httpd -f -vv -p ${port} -h /www`);
-    ctrs.push(name);
+    scene.track(name);
     return name;
   };
-  const plain = (netName: string): string => {
-    const name = uniqueName('p');
-    docker('run', '-d', '--name', name, '--network', netName, IMAGE, 'sleep', '600');
-    ctrs.push(name);
-    return name;
-  };
+  const plain = (netName: string): string => scene.ctr(netName);
   const fromOutside = (url: string): string => run('ip', ['netns', 'exec', outside, 'curl', '-s', '-m', '3', url], { allowFail: true }).trim();
   const fromHost = (url: string): string => run('curl', ['-s', '-m', '3', url], { allowFail: true }).trim();
   /** HTTP GET from inside a container with busybox nc (busybox-static's wget crashes here). */
@@ -53,7 +42,7 @@ describe.skipIf(!hasDocker)('docker -p on tsbridge (real dockerd)', () => {
   const udpRecorder = (netName: string, publish: string): string => {
     const name = uniqueName('u');
     docker('run', '-d', '--name', name, '--network', netName, '-p', publish, IMAGE, 'udp-recorder', '7', '/tmp/got');
-    ctrs.push(name);
+    scene.track(name);
     return name;
   };
   const received = (c: string): string => run('docker', ['exec', c, 'cat', '/tmp/got'], { allowFail: true });
@@ -83,8 +72,7 @@ describe.skipIf(!hasDocker)('docker -p on tsbridge (real dockerd)', () => {
   }, 180_000);
 
   afterAll(async () => {
-    for (const c of ctrs) dockerFail('rm', '-f', c);
-    for (const n of nets) dockerFail('network', 'rm', n);
+    scene.cleanup();
     run('ip', ['link', 'del', `${outside}h`], { allowFail: true });
     run('ip', ['netns', 'del', outside], { allowFail: true });
     await daemon?.stop();
@@ -154,7 +142,7 @@ describe.skipIf(!hasDocker)('docker -p on tsbridge (real dockerd)', () => {
     web(net1, 80, '-p', '18086:80');
     const rulesBefore = dnatRules();
     const name = uniqueName('dup');
-    ctrs.push(name);
+    scene.track(name);
     const out = run('sh', ['-c', `docker run -d --name ${name} --network ${net1} -p 18086:80 ${IMAGE} sleep 60 2>&1 || true`]);
     expect(out).toMatch(/host port 0\.0\.0\.0:18086\/tcp is already (in use|published)/);
     expect(docker('inspect', '-f', '{{.State.Running}}', name)).toBe('false');
@@ -163,7 +151,7 @@ describe.skipIf(!hasDocker)('docker -p on tsbridge (real dockerd)', () => {
     const holder = run('sh', ['-c', 'busybox nc -l -p 18087 >/dev/null 2>&1 & echo $!']).trim();
     try {
       const n2 = uniqueName('dup');
-      ctrs.push(n2);
+      scene.track(n2);
       expect(run('sh', ['-c', `docker run -d --name ${n2} --network ${net1} -p 18087:80 ${IMAGE} sleep 60 2>&1 || true`])).toMatch(/18087\/tcp is already in use/);
     } finally {
       run('kill', [holder], { allowFail: true });
