@@ -95,15 +95,29 @@ export async function startTsnet(stateDir = mkdtempSync(join(tmpdir(), 'tsnt-sta
   };
 }
 
-/** A namespace "outside" host at `remote`, linked to the host (which gets `local`) by a veth pair. */
-export function makeOutsideHost(name: string, local: string, remote: string, prefix = 30): { remove(): void } {
+/**
+ * A namespace "outside" host at `remote`, linked to the host (which gets `local`) by a veth pair.
+ * With `v6`, both ends also get an IPv6 /64. With `defaultRoute`, the outside host routes
+ * everything via the host but knows no route to container subnets, so replies only work
+ * through NAT.
+ */
+export function makeOutsideHost(
+  name: string, local: string, remote: string, prefix = 30,
+  opts: { v6?: { local: string; remote: string }; defaultRoute?: boolean } = {},
+): { remove(): void } {
   sh('ip', ['netns', 'add', name]);
   sh('ip', ['link', 'add', `${name}h`, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', name]);
   sh('ip', ['addr', 'add', `${local}/${prefix}`, 'dev', `${name}h`]);
+  if (opts.v6) sh('ip', ['-6', 'addr', 'add', `${opts.v6.local}/64`, 'dev', `${name}h`, 'nodad']);
   sh('ip', ['link', 'set', `${name}h`, 'up']);
   sh('ip', ['-n', name, 'addr', 'add', `${remote}/${prefix}`, 'dev', 'eth0']);
+  if (opts.v6) sh('ip', ['-n', name, '-6', 'addr', 'add', `${opts.v6.remote}/64`, 'dev', 'eth0', 'nodad']);
   sh('ip', ['-n', name, 'link', 'set', 'eth0', 'up']);
   sh('ip', ['-n', name, 'link', 'set', 'lo', 'up']);
+  if (opts.defaultRoute) {
+    sh('ip', ['-n', name, 'route', 'add', 'default', 'via', local]);
+    if (opts.v6) sh('ip', ['-n', name, '-6', 'route', 'add', 'default', 'via', opts.v6.local]);
+  }
   return {
     remove() {
       sh('ip', ['link', 'del', `${name}h`], { allowFail: true });

@@ -4,7 +4,7 @@
 import Database from 'better-sqlite3';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { docker, DockerScene, ensureDocker, startTsnet, type TsnetDaemon } from '../helpers/docker.js';
+import { docker, DockerScene, ensureDocker, makeOutsideHost, startTsnet, type TsnetDaemon } from '../helpers/docker.js';
 import { ip, isRoot, linkNames, ok, run, uniqueName } from '../helpers/sys.js';
 
 const hasDocker = isRoot && ok('which', ['dockerd']);
@@ -15,6 +15,7 @@ describe.skipIf(!hasDocker)('docker + tsbridge (real dockerd)', () => {
   const net = (args: string[]): string => scene.net(args);
   const ctr = (netName: string, ...extra: string[]): string => scene.ctr(netName, ...extra);
   const outside = uniqueName('out');
+  let outsideHost: { remove(): void } | undefined;
   const canPing = (c: string, target: string): boolean => ok('docker', ['exec', c, 'ping', '-c', '1', '-W', '2', target]);
   const allocations = (): number => {
     const db = new Database(join(daemon.stateDir, 'tsnet.db'), { readonly: true });
@@ -29,24 +30,12 @@ describe.skipIf(!hasDocker)('docker + tsbridge (real dockerd)', () => {
     await ensureDocker();
     daemon = await startTsnet();
     // An "outside" host: a namespace routed via the host over a veth pair.
-    run('ip', ['netns', 'add', outside]);
-    run('ip', ['link', 'add', `${outside}h`, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', outside]);
-    run('ip', ['addr', 'add', '198.18.231.1/30', 'dev', `${outside}h`]);
-    run('ip', ['-6', 'addr', 'add', 'fd99:231::1/64', 'dev', `${outside}h`, 'nodad']);
-    run('ip', ['link', 'set', `${outside}h`, 'up']);
-    ip(outside, 'addr', 'add', '198.18.231.2/30', 'dev', 'eth0');
-    ip(outside, '-6', 'addr', 'add', 'fd99:231::2/64', 'dev', 'eth0', 'nodad');
-    ip(outside, 'link', 'set', 'eth0', 'up');
-    ip(outside, 'link', 'set', 'lo', 'up');
-    // The outside host knows no route back to container subnets: replies only work through NAT.
-    ip(outside, 'route', 'add', 'default', 'via', '198.18.231.1');
-    ip(outside, '-6', 'route', 'add', 'default', 'via', 'fd99:231::1');
+    outsideHost = makeOutsideHost(outside, '198.18.231.1', '198.18.231.2', 30, { v6: { local: 'fd99:231::1', remote: 'fd99:231::2' }, defaultRoute: true });
   }, 180_000);
 
   afterAll(async () => {
     scene.cleanup();
-    run('ip', ['link', 'del', `${outside}h`], { allowFail: true });
-    run('ip', ['netns', 'del', outside], { allowFail: true });
+    outsideHost?.remove();
     await daemon?.stop();
   }, 120_000);
 

@@ -2,7 +2,7 @@
 // published port from, TCP and UDP, the negative cases, and clean removal.
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { docker, DockerScene, ensureDocker, IMAGE, startTsnet, type TsnetDaemon } from '../helpers/docker.js';
+import { docker, DockerScene, ensureDocker, IMAGE, makeOutsideHost, startTsnet, type TsnetDaemon } from '../helpers/docker.js';
 import { ip, isRoot, ok, run, uniqueName } from '../helpers/sys.js';
 
 const hasDocker = isRoot && ok('which', ['dockerd']);
@@ -14,6 +14,7 @@ describe.skipIf(!hasDocker)('docker -p on tsbridge (real dockerd)', () => {
   const scene = new DockerScene();
   const net = (args: string[]): string => scene.net(args);
   const outside = uniqueName('out');
+  let outsideHost: { remove(): void } | undefined;
   let net1: string;
   let net2: string;
 
@@ -58,23 +59,14 @@ describe.skipIf(!hasDocker)('docker -p on tsbridge (real dockerd)', () => {
   beforeAll(async () => {
     await ensureDocker();
     daemon = await startTsnet();
-    run('ip', ['netns', 'add', outside]);
-    run('ip', ['link', 'add', `${outside}h`, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', outside]);
-    run('ip', ['addr', 'add', `${HOST}/30`, 'dev', `${outside}h`]);
-    run('ip', ['-6', 'addr', 'add', `${HOST6}/64`, 'dev', `${outside}h`, 'nodad']);
-    run('ip', ['link', 'set', `${outside}h`, 'up']);
-    ip(outside, 'addr', 'add', '198.18.232.2/30', 'dev', 'eth0');
-    ip(outside, '-6', 'addr', 'add', 'fd99:232::2/64', 'dev', 'eth0', 'nodad');
-    ip(outside, 'link', 'set', 'eth0', 'up');
-    ip(outside, 'link', 'set', 'lo', 'up');
+    outsideHost = makeOutsideHost(outside, HOST, '198.18.232.2', 30, { v6: { local: HOST6, remote: 'fd99:232::2' } });
     net1 = net(['--ipam-driver', 'tsipam', '--subnet', '10.232.1.0/24']);
     net2 = net(['--ipam-driver', 'tsipam', '--subnet', '10.232.2.0/24']);
   }, 180_000);
 
   afterAll(async () => {
     scene.cleanup();
-    run('ip', ['link', 'del', `${outside}h`], { allowFail: true });
-    run('ip', ['netns', 'del', outside], { allowFail: true });
+    outsideHost?.remove();
     await daemon?.stop();
   }, 120_000);
 
