@@ -198,6 +198,58 @@ describe.skipIf(!isRoot)('CNI conformance (tsbridge, tsipam)', () => {
     for (const [ns, id] of [[keep, 'keep'], [again, 'again']] as const) cni('tsbridge', 'DEL', conf, attach(ns, id));
   });
 
+  it.skipIf(!hasRefPlugins)('delegates to another IPAM plugin (host-local) through CNI_PATH, and forwards DEL to it', () => {
+    const dataDir = mkdtempSync(join(tmpdir(), 'tsnt-hl-'));
+    const conf = netConf(uniqueName('hl'), { isGateway: false, isDefaultGateway: false, ipam: { type: 'host-local', subnet: '10.245.30.0/24', dataDir } }, '1.0.0');
+    const ns = makeNs('hl');
+    try {
+      const r = cni('tsbridge', 'ADD', conf, attach(ns, 'hostlocal'));
+      expect(r.code, r.raw).toBe(0);
+      expect(r.out.ips[0].address).toBe('10.245.30.2/24'); // host-local's first address (it reserves .1 as gateway)
+      expect(run('ls', [join(dataDir, conf.name)])).toContain('10.245.30.2');
+      expect(cni('tsbridge', 'DEL', conf, attach(ns, 'hostlocal')).code).toBe(0);
+      expect(run('ls', [join(dataDir, conf.name)])).not.toContain('10.245.30.2');
+    } finally {
+      rmSync(dataDir, { recursive: true, force: true });
+    }
+  });
+
+  it('dual-stack through tsipam ranges: both families configured and reachable', () => {
+    const conf = netConf(uniqueName('ds'), { ipam: { type: 'tsipam', ranges: [[{ subnet: '10.245.31.0/24' }], [{ subnet: 'fd45:31::/64' }]] } });
+    const a = makeNs('da');
+    const b = makeNs('db');
+    const ra = cni('tsbridge', 'ADD', conf, attach(a, 'dsa'));
+    const rb = cni('tsbridge', 'ADD', conf, attach(b, 'dsb'));
+    try {
+      expect(ra.code, ra.raw).toBe(0);
+      expect(ra.out.ips.map((i: any) => i.address)).toEqual(['10.245.31.2/24', 'fd45:31::2/64']);
+      expect(ra.out.routes).toEqual(expect.arrayContaining([{ dst: '::/0', gw: 'fd45:31::1' }]));
+      expect(ok('ip', ['netns', 'exec', b.name, 'ping', '-6', '-c', '1', '-W', '2', 'fd45:31::2'])).toBe(true);
+      expect(ping(b.name, '10.245.31.2')).toBe(true);
+    } finally {
+      for (const [ns, id] of [[a, 'dsa'], [b, 'dsb']] as const) cni('tsbridge', 'DEL', conf, attach(ns, id));
+    }
+  });
+
+  it('one container on two networks at once (eth0, eth1 in parallel, as containerd does)', async () => {
+    const c1 = netConf(uniqueName('m1'), { ipam: { type: 'tsipam', subnet: '10.245.32.0/24' } });
+    const c2 = netConf(uniqueName('m2'), { isDefaultGateway: false, ipam: { type: 'tsipam', subnet: '10.245.33.0/24' } });
+    const ns = makeNs('mm');
+    const { spawn } = await import('node:child_process');
+    const add = (conf: object, ifName: string): Promise<number> => new Promise((resolve) => {
+      const p = spawn(process.execPath, [join(ROOT, 'dist/bin/cni.js'), 'tsbridge'], {
+        env: { PATH: process.env.PATH, TSNET_STATE_DIR: stateDir, CNI_COMMAND: 'ADD', CNI_PATH: CNI_BIN, CNI_CONTAINERID: 'multi', CNI_NETNS: ns.path, CNI_IFNAME: ifName },
+      });
+      p.on('exit', (code) => resolve(code ?? -1));
+      p.stdin.end(JSON.stringify(conf));
+    });
+    expect(await Promise.all([add(c1, 'eth0'), add(c2, 'eth1')])).toEqual([0, 0]);
+    const addrs = ipJson<any[]>(ns.name, 'addr', 'show').flatMap((l) => l.addr_info.map((a: any) => `${l.ifname}:${a.local}`));
+    expect(addrs).toEqual(expect.arrayContaining(['eth0:10.245.32.2', 'eth1:10.245.33.2']));
+    expect(cni('tsbridge', 'DEL', c1, attach(ns, 'multi', 'eth0')).code).toBe(0);
+    expect(cni('tsbridge', 'DEL', c2, attach(ns, 'multi', 'eth1')).code).toBe(0);
+  });
+
   it.skipIf(!hasRefPlugins)('chains before the reference portmap plugin, and tsipam serves the reference bridge', () => {
     const name = uniqueName('ch');
     // Debian's reference plugins speak CNI up to 1.0.0.
@@ -211,6 +263,12 @@ describe.skipIf(!isRoot)('CNI conformance (tsbridge, tsipam)', () => {
     expect(pmAdd.out.ips).toEqual(add.out.ips); // our result passed through the chain
     expect(run('iptables', ['-t', 'nat', '-S'])).toContain('--dport 18555');
     expect(refPlugin('portmap', 'DEL', pm, attach(ns, 'chain')).code).toBe(0);
+    // And before the reference tuning plugin, which changes a sysctl inside the container.
+    const tuning = { cniVersion: '1.0.0', name, type: 'tuning', sysctl: { 'net.ipv4.conf.eth0.arp_ignore': '1' }, prevResult: add.out };
+    const tu = refPlugin('tuning', 'ADD', tuning, attach(ns, 'chain'));
+    expect(tu.code, tu.raw).toBe(0);
+    expect(run('ip', ['netns', 'exec', ns.name, 'cat', '/proc/sys/net/ipv4/conf/eth0/arp_ignore']).trim()).toBe('1');
+    expect(refPlugin('tuning', 'DEL', tuning, attach(ns, 'chain')).code).toBe(0);
     expect(cni('tsbridge', 'DEL', conf, attach(ns, 'chain')).code).toBe(0);
 
     // The reference bridge with tsipam as its IPAM plugin.
