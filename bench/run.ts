@@ -4,6 +4,7 @@
 import { writeFileSync } from 'node:fs';
 import { benchCni } from './cni.js';
 import { benchDns } from './dns.js';
+import { benchDocker } from './docker.js';
 import { benchIpam } from './ipam.js';
 import { benchNetlink } from './netlink.js';
 import type { BenchOptions, BenchResult } from './types.js';
@@ -13,6 +14,7 @@ const BENCHES: Record<string, (o: BenchOptions) => Promise<BenchResult[]>> = {
   ipam: benchIpam,
   dns: benchDns,
   cni: benchCni,
+  docker: benchDocker,
 };
 
 function ratio(r: BenchResult): number | null {

@@ -88,11 +88,12 @@ export class NetworkService {
   private logUndo = (msg: string, fields: Record<string, unknown>): void => this.ctx.log.warn(fields, msg);
 
   /** Re-renders the firewall from the store (start-up, and after every network change). */
-  async syncFirewall(): Promise<void> {
+  async syncFirewall(opts: { force?: boolean } = {}): Promise<void> {
     const nets = await this.listNetworks();
     const eps = await this.listEndpoints();
     await this.ctx.firewall.apply(
       nets.map((n) => bridgeDriver.firewallView(n.state, eps.filter((e) => e.networkId === n.id).flatMap((e) => e.ports ?? []))),
+      opts,
     );
   }
 
@@ -118,6 +119,7 @@ export class NetworkService {
         const ep = await this.getEndpoint(networkId, id);
         if (!ep) throw new NetError('NOT_FOUND', `endpoint ${id.slice(0, 12)} is not known to tsnet`);
         if (ep.ports?.length) return ep.ports; // Docker sends Program again when the gateway endpoint changes back
+        if (!requests.length) return []; // nothing to publish: no store write, no firewall render
         const published: PublishedPort[] = [];
         const c4 = ep.spec.address4?.split('/')[0];
         const c6 = ep.spec.address6?.split('/')[0];

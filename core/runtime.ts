@@ -54,12 +54,12 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
   // Networks and endpoints live on in the kernel while the daemon is down; the firewall is
   // re-rendered from the store in case it was flushed meanwhile.
   await networks.restorePortReservations();
-  await networks.syncFirewall();
+  await networks.syncFirewall({ force: true });
   await networks.gcEndpoints();
   // Periodic pass: endpoints whose container vanished without a DeleteEndpoint, and the firewall
   // re-rendered in case something flushed it. Never inside a request handler.
   const timer = setInterval(() => {
-    networks.gcEndpoints().then(() => networks.syncFirewall()).catch((e) => log.error({ err: (e as Error).message }, 'periodic reconcile failed'));
+    networks.gcEndpoints().then(() => networks.syncFirewall({ force: true })).catch((e) => log.error({ err: (e as Error).message }, 'periodic reconcile failed'));
   }, 30_000);
   timer.unref();
   const apps: FastifyInstance[] = await startPluginSockets(

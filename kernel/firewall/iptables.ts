@@ -149,13 +149,21 @@ async function restore(family: IpFamily, text: string): Promise<void> {
 
 export class IptablesFirewall {
   readonly name = 'iptables';
+  private jumpsCheckedAt = 0;
 
-  /** Renders every tsnet chain from `nets` and makes sure the built-in chains jump to ours. */
-  async apply(nets: readonly FirewallNetwork[]): Promise<void> {
-    for (const family of [4, 6] as const) {
+  /**
+   * Renders every tsnet chain from `nets` and makes sure the built-in chains jump to ours. The
+   * jumps are checked at most every few seconds (each check is several iptables runs); `force`
+   * checks now, as the periodic reconcile does.
+   */
+  async apply(nets: readonly FirewallNetwork[], opts: { force?: boolean } = {}): Promise<void> {
+    const checkJumps = opts.force || Date.now() - this.jumpsCheckedAt > 5_000;
+    // The two families are independent tables: render them concurrently.
+    await Promise.all(([4, 6] as const).map(async (family) => {
       await restore(family, renderRules(nets, family));
-      await this.ensureJumps(family);
-    }
+      if (checkJumps) await this.ensureJumps(family);
+    }));
+    if (checkJumps) this.jumpsCheckedAt = Date.now();
   }
 
   /** Removes our jumps and chains entirely (used by tests and `tsnet` uninstall). */
