@@ -21,6 +21,23 @@ export interface SqliteStoreOptions {
   busyTimeoutMs?: number;
 }
 
+/**
+ * mkdir -p, one level at a time: Node 20's recursive mkdirSync never returns for a path under
+ * /proc (it loops on the error), and a mistyped --state-dir must fail, not hang.
+ */
+function mkdirParents(dir: string): void {
+  const parts = dir.split('/').filter(Boolean);
+  let at = dir.startsWith('/') ? '' : '.';
+  for (const p of parts) {
+    at = `${at}/${p}`;
+    try {
+      mkdirSync(at, { mode: 0o700 });
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+    }
+  }
+}
+
 export class SqliteStore implements Store {
   private readonly db: Database.Database;
   private readonly stmt;
@@ -33,7 +50,7 @@ export class SqliteStore implements Store {
 
   constructor(readonly location: string, opts: SqliteStoreOptions = {}) {
     const onDisk = location !== ':memory:';
-    if (onDisk && !existsSync(dirname(location))) mkdirSync(dirname(location), { recursive: true, mode: 0o700 });
+    if (onDisk && !existsSync(dirname(location))) mkdirParents(dirname(location));
     this.db = new Database(location);
     if (onDisk) chmodSync(location, 0o600);
     this.db.pragma('journal_mode = WAL');

@@ -225,3 +225,21 @@ describe('group commit', () => {
     expect((await ipam.listAddresses(p.id)).map((a) => a.owner).sort()).toEqual(['a', 'c', 'x']);
   });
 });
+
+describe('store location', () => {
+  it('creates missing parent directories, and fails (not hangs) on an impossible one', async () => {
+    const { mkdtempSync, rmSync, statSync } = await import('node:fs');
+    const { tmpdir } = await import('node:os');
+    const { join } = await import('node:path');
+    const { SqliteStore } = await import('../../store/sqlite-store.js');
+    const dir = mkdtempSync(join(tmpdir(), 'tsnt-loc-'));
+    try {
+      const s = new SqliteStore(join(dir, 'a', 'b', 'tsnet.db'));
+      expect(statSync(join(dir, 'a', 'b', 'tsnet.db')).mode & 0o777).toBe(0o600);
+      await s.close();
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+    expect(() => new SqliteStore('/proc/tsnet-not-here/tsnet.db')).toThrow();
+  });
+});
