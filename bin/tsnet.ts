@@ -53,7 +53,7 @@ async function portList(stateDir: string, json: boolean): Promise<number> {
     ] as const);
     const rows = eps.flatMap((e) => (e.ports ?? []).map((p) => ({
       network: e.networkId.slice(0, 12),
-      bridge: nets.find((n) => n.id === e.networkId)?.state.bridge ?? '?',
+      bridge: (() => { const n = nets.find((x) => x.id === e.networkId); return n && 'bridge' in n.state ? n.state.bridge : '?'; })(),
       endpoint: e.id.slice(0, 12),
       host: `${p.family === 6 ? `[${p.hostIp}]` : p.hostIp}:${p.hostPort}${p.hostPortEnd > p.hostPort ? `-${p.hostPortEnd}` : ''}/${p.proto}`,
       container: `${p.family === 6 ? `[${p.containerIp}]` : p.containerIp}:${p.containerPort}`,

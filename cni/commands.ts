@@ -5,7 +5,7 @@ import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
-import type { NetworkRecord, NetworkService } from '../core/network-service.js';
+import { bridgeEndpoint, isBridgeNetwork, type BridgeNetworkRecord, type NetworkService } from '../core/network-service.js';
 import { Tx } from '../core/tx.js';
 import { applyInSandbox, removeFromSandbox } from '../drivers/shared/sandbox.js';
 import type { Ipam } from '../ipam/ipam.js';
@@ -32,16 +32,16 @@ export function endpointIdFor(containerId: string, ifName: string): string {
 
 const cniNetworkId = (name: string): string => `cni-${name}`;
 
-async function findNetwork(rt: CniRuntime, conf: BridgeConf): Promise<NetworkRecord | undefined> {
+async function findNetwork(rt: CniRuntime, conf: BridgeConf): Promise<BridgeNetworkRecord | undefined> {
   // A network created through Docker is joined by its bridge name: one network, two runtimes.
-  const all = await rt.networks.listNetworks();
+  const all = (await rt.networks.listNetworks()).filter(isBridgeNetwork);
   return all.find((n) => n.id === cniNetworkId(conf.name)) ?? all.find((n) => n.state.bridge === conf.bridge);
 }
 
 const netLock = (rt: CniRuntime, conf: BridgeConf): string => join(rt.stateDir, `cni-net-${conf.name}.lock`);
 
 /** The network for this conflist, created (bridge, gateway, firewall) on first use. Caller holds netLock. */
-async function ensureNetwork(rt: CniRuntime, conf: BridgeConf): Promise<NetworkRecord> {
+async function ensureNetwork(rt: CniRuntime, conf: BridgeConf): Promise<BridgeNetworkRecord> {
   {
     const again = await findNetwork(rt, conf);
     if (again) return again;
@@ -70,7 +70,7 @@ async function ensureNetwork(rt: CniRuntime, conf: BridgeConf): Promise<NetworkR
       enableIPv6: withGateways.some((s) => fam(s) === 6),
       rawOptions: raw,
     });
-    return (await rt.networks.getNetwork(cniNetworkId(conf.name)))!;
+    return (await findNetwork(rt, conf))!;
   }
 }
 
@@ -188,13 +188,13 @@ export async function cmdAdd(rt: CniRuntime, env: CniEnv, conf: BridgeConf): Pro
       defaultRoute: conf.isDefaultGateway, routes: ipamRoutes,
     });
     tx.onUndo('remove interface', () => removeFromSandbox({ path: env.netns }, env.ifName));
-    if (conf.hairpinMode === false) await rt.host.bridgePortSet({ name: ep.state.hostIf }, { hairpin: false });
+    if (conf.hairpinMode === false) await rt.host.bridgePortSet({ name: bridgeEndpoint(ep).hostIf }, { hairpin: false });
     if (conf.portMappings.length) await rt.networks.programExternal(net.id, epId, conf.portMappings);
     const names = [...new Set([args.K8S_POD_NAME, ...conf.aliases, env.containerId.slice(0, 12)].filter((n): n is string => !!n))];
     await rt.networks.setEndpointNames(net.id, epId, names);
 
     const bridge = await rt.host.linkGet({ name: net.state.bridge });
-    const hostVeth = await rt.host.linkGet({ name: ep.state.hostIf });
+    const hostVeth = await rt.host.linkGet({ name: bridgeEndpoint(ep).hostIf });
     const gw = (ip: string): string | undefined => (ip.includes(':') ? plan.gateway6 : plan.gateway4);
     const routes = [
       ...(conf.isDefaultGateway && plan.gateway4 ? [{ dst: '0.0.0.0/0', gw: plan.gateway4 }] : []),
@@ -261,7 +261,8 @@ export async function cmdCheck(rt: CniRuntime, env: CniEnv, conf: BridgeConf): P
     const dst = r.dst === '0.0.0.0/0' || r.dst === '::/0' ? 'default' : r.dst;
     if (!routes.some((x) => x.dst === dst && (!r.gw || x.gateway === r.gw))) throw new CniError(CNI_CODES.INTERNAL, `route to ${r.dst} is missing in ${env.netns}`);
   }
-  if (!(await rt.host.linkFind({ name: ep.state.hostIf }))) throw new CniError(CNI_CODES.INTERNAL, `host-side veth ${ep.state.hostIf} is missing`);
+  const hostIf = bridgeEndpoint(ep).hostIf;
+  if (!(await rt.host.linkFind({ name: hostIf }))) throw new CniError(CNI_CODES.INTERNAL, `host-side veth ${hostIf} is missing`);
 }
 
 /** Frees attachments of this network that the runtime no longer lists as valid; reports what went. */

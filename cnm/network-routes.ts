@@ -4,10 +4,11 @@ import type { FastifyBaseLogger } from 'fastify';
 import { NetError } from '../kernel/errors.js';
 import type { NetworkService } from '../core/network-service.js';
 import { parseDockerPortmap } from '../drivers/shared/ports.js';
+import type { DriverName } from '../drivers/driver.js';
 import type { Handler } from './server.js';
 import { arr, id, obj, str } from './wire.js';
 
-export function networkRoutes(svc: NetworkService, _log: FastifyBaseLogger): Array<[string, Handler]> {
+export function networkRoutes(svc: NetworkService, driver: DriverName, _log: FastifyBaseLogger): Array<[string, Handler]> {
   return [
     ['/NetworkDriver.GetCapabilities', async () => ({ Scope: 'local', ConnectivityScope: 'local' })],
     ['/NetworkDriver.CreateNetwork', async (b) => {
@@ -22,6 +23,7 @@ export function networkRoutes(svc: NetworkService, _log: FastifyBaseLogger): Arr
       }));
       await svc.createNetwork({
         id: id(b, 'NetworkID'),
+        driver,
         ipv4: ipData('IPv4Data'),
         ipv6: ipData('IPv6Data'),
         internal: options['com.docker.network.internal'] === true || options['com.docker.network.internal'] === 'true',
@@ -47,13 +49,14 @@ export function networkRoutes(svc: NetworkService, _log: FastifyBaseLogger): Arr
         ...(requestedMac ? { mac: requestedMac } : {}),
       });
       // Docker refuses a reply that sets a field it already set; fill in only the MAC it lacks.
-      return !requestedMac && ep.state.mac ? { Interface: { MacAddress: ep.state.mac } } : {};
+      const mac = 'mac' in ep.state ? ep.state.mac : undefined;
+      return !requestedMac && mac ? { Interface: { MacAddress: mac } } : {};
     }],
     ['/NetworkDriver.EndpointOperInfo', async () => ({ Value: {} })],
     ['/NetworkDriver.Join', async (b) => {
       const plan = await svc.join(id(b, 'NetworkID'), id(b, 'EndpointID'), str(b, 'SandboxKey', { optional: true }) || undefined);
       return {
-        InterfaceName: { SrcName: plan.ifName, DstPrefix: 'eth' },
+        ...(plan.ifName ? { InterfaceName: { SrcName: plan.ifName, DstPrefix: 'eth' } } : {}),
         ...(plan.gateway4 ? { Gateway: plan.gateway4 } : {}),
         ...(plan.gateway6 ? { GatewayIPv6: plan.gateway6 } : {}),
         StaticRoutes: plan.staticRoutes.map((r) => (r.nextHop ? { Destination: r.destination, RouteType: 0, NextHop: r.nextHop } : { Destination: r.destination, RouteType: 1 })),

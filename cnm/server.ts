@@ -10,6 +10,7 @@ import { netCodeOf, type ErrorCode } from '../kernel/errors.js';
 import type { NetworkService } from '../core/network-service.js';
 import type { Ipam } from '../ipam/ipam.js';
 import { networkRoutes } from './network-routes.js';
+import type { DriverName } from '../drivers/driver.js';
 import { ipamRoutes } from './ipam-routes.js';
 
 const STATUS: Record<ErrorCode, number> = {
@@ -49,7 +50,7 @@ export function buildPluginApp(sock: PluginSocket, opts: CnmServerOptions): Fast
 
   const routes = new Map<string, Handler>();
   routes.set('/Plugin.Activate', async () => ({ Implements: sock.implements }));
-  if (sock.implements.includes('NetworkDriver')) for (const [p, h] of networkRoutes(opts.networks, app.log)) routes.set(p, h);
+  if (sock.implements.includes('NetworkDriver')) for (const [p, h] of networkRoutes(opts.networks, sock.name as DriverName, app.log)) routes.set(p, h);
   if (sock.implements.includes('IpamDriver')) for (const [p, h] of ipamRoutes(opts.ipam)) routes.set(p, h);
 
   const fail = (reply: FastifyReply, status: number, msg: string) => reply.code(status).send({ Err: msg });

@@ -6,7 +6,7 @@ import { Forwarder } from '../dns/forward.js';
 import { RecordBook } from '../dns/records.js';
 import { DnsServer } from '../dns/server.js';
 import type { Logger } from '../drivers/driver.js';
-import type { EndpointRecord, NetworkObserver, NetworkRecord } from './network-service.js';
+import { isBridgeNetwork, type EndpointRecord, type NetworkObserver, type NetworkRecord } from './network-service.js';
 
 export interface DnsOptions {
   port?: number;
@@ -44,6 +44,7 @@ export class DnsService implements NetworkObserver {
   }
 
   async networkAdded(n: NetworkRecord): Promise<void> {
+    if (!isBridgeNetwork(n)) return; // no gateway address to listen on
     await this.server.addNetwork({
       id: n.id,
       listen: n.state.gateways.map(plain),

@@ -8,16 +8,31 @@ import { Tx, KeyedMutex } from './tx.js';
 import { sysctlSet } from '../kernel/sysctl.js';
 import type { DriverContext, EndpointSpec, JoinPlan, NetworkSpec } from '../drivers/driver.js';
 import { bridgeDriver, type BridgeEndpointState, type BridgeNetworkState } from '../drivers/bridge/index.js';
+import { plainDriver, type PlainEndpointState, type PlainNetworkState } from '../drivers/plain/index.js';
 import { PortReserver, type PortBindingRequest, type PublishedPort } from '../drivers/shared/ports.js';
 import { flushConntrack } from '../kernel/firewall/conntrack.js';
 
-export interface NetworkRecord {
+interface RecordBase {
   id: string;
-  driver: 'tsbridge';
   spec: NetworkSpec;
-  state: BridgeNetworkState;
   createdAt: string;
 }
+
+export type NetworkRecord =
+  | (RecordBase & { driver: 'tsbridge'; state: BridgeNetworkState })
+  | (RecordBase & { driver: 'tsnull' | 'tshost'; state: PlainNetworkState });
+
+export type BridgeNetworkRecord = Extract<NetworkRecord, { driver: 'tsbridge' }>;
+
+export const isBridgeNetwork = (n: NetworkRecord): n is BridgeNetworkRecord => n.driver === 'tsbridge';
+
+/** The bridge state of an endpoint of a tsbridge network (CNI and port publishing use only those). */
+export function bridgeEndpoint(ep: EndpointRecord): BridgeEndpointState {
+  if (!('hostIf' in ep.state)) throw new NetError('INVALID_ARGUMENT', `endpoint ${ep.id.slice(0, 12)} is not on a tsbridge network`);
+  return ep.state;
+}
+
+const plainDrivers = { tsnull: plainDriver('tsnull'), tshost: plainDriver('tshost') };
 
 /** Told about changes after they are committed (the DNS resolver follows networks this way). */
 export interface NetworkObserver {
@@ -31,7 +46,7 @@ export interface EndpointRecord {
   id: string;
   networkId: string;
   spec: EndpointSpec;
-  state: BridgeEndpointState;
+  state: BridgeEndpointState | PlainEndpointState;
   sandboxKey?: string;
   joined: boolean;
   /** Published ports, programmed by programExternal and removed by revokeExternal. */
@@ -92,7 +107,7 @@ export class NetworkService {
     const nets = await this.listNetworks();
     const eps = await this.listEndpoints();
     await this.ctx.firewall.apply(
-      nets.map((n) => bridgeDriver.firewallView(n.state, eps.filter((e) => e.networkId === n.id).flatMap((e) => e.ports ?? []))),
+      nets.filter(isBridgeNetwork).map((n) => bridgeDriver.firewallView(n.state, eps.filter((e) => e.networkId === n.id).flatMap((e) => e.ports ?? []))),
       opts,
     );
   }
@@ -120,6 +135,7 @@ export class NetworkService {
         if (!ep) throw new NetError('NOT_FOUND', `endpoint ${id.slice(0, 12)} is not known to tsnet`);
         if (ep.ports?.length) return ep.ports; // Docker sends Program again when the gateway endpoint changes back
         if (!requests.length) return []; // nothing to publish: no store write, no firewall render
+        if (!isBridgeNetwork(n)) throw new NetError('UNSUPPORTED_OPTION', `${n.driver} networks cannot publish ports`);
         const published: PublishedPort[] = [];
         const c4 = ep.spec.address4?.split('/')[0];
         const c6 = ep.spec.address6?.split('/')[0];
@@ -200,23 +216,31 @@ export class NetworkService {
       Tx.run(this.logUndo, async (tx) => {
         if (await this.getNetwork(spec.id)) throw new NetError('ALREADY_EXISTS', `network ${spec.id.slice(0, 12)} exists`);
         // Validate everything before touching the kernel.
-        bridgeDriver.parseOptions(spec.rawOptions);
+        const driver = spec.driver ?? 'tsbridge';
+        if (driver === 'tsbridge') bridgeDriver.parseOptions(spec.rawOptions);
+        else plainDrivers[driver].parseOptions(spec.rawOptions);
         const others = await this.listNetworks();
         const subnets = [...spec.ipv4, ...spec.ipv6].map((s) => s.subnet);
         for (const o of others) {
           const clash = [...o.state.subnets4, ...o.state.subnets6].find((s) => subnets.includes(s));
           if (clash) throw new NetError('POOL_OVERLAP', `subnet ${clash} is already used by tsnet network ${o.id.slice(0, 12)}`);
         }
-        const state = await bridgeDriver.createNetwork(this.ctx, spec, tx);
-        await sysctlSet(this.ctx.host.netns, 'net.ipv4.ip_forward', '1');
-        if (spec.enableIPv6) await sysctlSet(this.ctx.host.netns, 'net.ipv6.conf.all.forwarding', '1');
-        const rec: NetworkRecord = { id: spec.id, driver: 'tsbridge', spec, state, createdAt: new Date().toISOString() };
+        let rec: NetworkRecord;
+        const createdAt = new Date().toISOString();
+        if (driver === 'tsbridge') {
+          const state = await bridgeDriver.createNetwork(this.ctx, spec, tx);
+          await sysctlSet(this.ctx.host.netns, 'net.ipv4.ip_forward', '1');
+          if (spec.enableIPv6) await sysctlSet(this.ctx.host.netns, 'net.ipv6.conf.all.forwarding', '1');
+          rec = { id: spec.id, driver, spec, state, createdAt };
+        } else {
+          rec = { id: spec.id, driver, spec, state: await plainDrivers[driver].createNetwork(this.ctx, spec), createdAt };
+        }
         await this.store.transact((t) => t.put(K.net(spec.id), rec));
         tx.onUndo('forget network', () => this.store.transact((t) => t.delete(K.net(spec.id))));
         await this.syncFirewall();
         tx.onUndo('re-render firewall', () => this.syncFirewall());
         await this.notify((o) => o.networkAdded(rec));
-        this.ctx.log.info({ network: spec.id, bridge: state.bridge }, 'network created');
+        this.ctx.log.info({ network: spec.id, driver, ...(isBridgeNetwork(rec) ? { bridge: rec.state.bridge } : {}) }, 'network created');
       }),
     );
   }
@@ -227,8 +251,10 @@ export class NetworkService {
       const n = await this.getNetwork(id);
       if (!n) return;
       const eps = await this.store.read((tx) => tx.list<EndpointRecord>(K.eps(id)));
-      for (const [, ep] of eps) await bridgeDriver.deleteEndpoint(this.ctx, ep.state);
-      await bridgeDriver.deleteNetwork(this.ctx, n.state);
+      if (isBridgeNetwork(n)) {
+        for (const [, ep] of eps) await bridgeDriver.deleteEndpoint(this.ctx, bridgeEndpoint(ep));
+        await bridgeDriver.deleteNetwork(this.ctx, n.state);
+      }
       await this.store.transact((tx) => {
         for (const [k] of eps) tx.delete(k);
         tx.delete(K.net(id));
@@ -245,10 +271,12 @@ export class NetworkService {
         const n = await this.requireNetwork(spec.networkId);
         const existing = await this.store.read((t) => t.get<EndpointRecord>(K.ep(spec.networkId, spec.id)));
         if (existing) throw new NetError('ALREADY_EXISTS', `endpoint ${spec.id.slice(0, 12)} exists`);
-        const state = await bridgeDriver.createEndpoint(this.ctx, n.state, spec, tx);
+        const state = isBridgeNetwork(n)
+          ? await bridgeDriver.createEndpoint(this.ctx, n.state, spec, tx)
+          : await plainDrivers[n.driver].createEndpoint(this.ctx, n.state, spec);
         const rec: EndpointRecord = { id: spec.id, networkId: spec.networkId, spec, state, joined: false };
         await this.store.transact((t) => t.put(K.ep(spec.networkId, spec.id), rec));
-        this.ctx.log.info({ network: spec.networkId, endpoint: spec.id, veth: state.hostIf }, 'endpoint created');
+        this.ctx.log.info({ network: spec.networkId, endpoint: spec.id, ...('hostIf' in state ? { veth: state.hostIf } : {}) }, 'endpoint created');
         return rec;
       }),
     );
@@ -263,9 +291,11 @@ export class NetworkService {
     const all = await this.store.read((tx) => tx.list<EndpointRecord>('ep/').map(([, e]) => e));
     const removed: string[] = [];
     for (const ep of all) {
+      if (!('hostIf' in ep.state)) continue; // tsnull/tshost endpoints own nothing in the kernel
+      const state = ep.state;
       await this.mutex.run(ep.networkId, async () => {
-        if (await this.ctx.host.linkFind({ name: ep.state.hostIf })) return;
-        if (await this.ctx.host.linkFind({ name: ep.state.containerIf })) return;
+        if (await this.ctx.host.linkFind({ name: state.hostIf })) return;
+        if (!state.inSandbox && (await this.ctx.host.linkFind({ name: state.containerIf }))) return;
         await this.store.transact((t) => t.delete(K.ep(ep.networkId, ep.id)));
         await this.notify((o) => o.endpointRemoved(ep.networkId, ep.id));
         removed.push(ep.id);
@@ -291,7 +321,7 @@ export class NetworkService {
       const joined: EndpointRecord = { ...ep, joined: true, ...(sandboxKey ? { sandboxKey } : {}) };
       await this.store.transact((t) => t.put(K.ep(networkId, id), joined));
       await this.notify((o) => o.endpointChanged(joined));
-      return bridgeDriver.join(n.state, ep.state);
+      return isBridgeNetwork(n) ? bridgeDriver.join(n.state, bridgeEndpoint(ep)) : plainDrivers[n.driver].join();
     });
   }
 
@@ -310,7 +340,7 @@ export class NetworkService {
     return this.mutex.run(networkId, async () => {
       const ep = await this.getEndpoint(networkId, id);
       if (!ep) return;
-      await bridgeDriver.deleteEndpoint(this.ctx, ep.state);
+      if ('hostIf' in ep.state) await bridgeDriver.deleteEndpoint(this.ctx, ep.state);
       await this.store.transact((t) => t.delete(K.ep(networkId, id)));
       await this.notify((o) => o.endpointRemoved(networkId, id));
       if (ep.ports?.length) {

@@ -18,8 +18,12 @@ export interface DriverContext {
   readonly log: Logger;
 }
 
+export type DriverName = 'tsbridge' | 'tsnull' | 'tshost';
+
 export interface NetworkSpec {
   id: string;
+  /** Which driver; tsbridge when absent (the CNI front-end only makes bridge networks). */
+  driver?: DriverName;
   /** IPv4 subnets with their gateway ("ip/len"), as IPAM gave them. */
   ipv4: Array<{ subnet: string; gateway?: string }>;
   ipv6: Array<{ subnet: string; gateway?: string }>;
@@ -46,8 +50,8 @@ export interface EndpointSpec {
 
 /** What the sandbox must look like after a join: the front-end (Docker or our CNI) applies it. */
 export interface JoinPlan {
-  /** The interface, still in the host namespace, that goes into the container. */
-  ifName: string;
+  /** The interface, still in the host namespace, that goes into the container; none for tsnull/tshost. */
+  ifName?: string;
   gateway4?: string;
   gateway6?: string;
   staticRoutes: Array<{ destination: string; nextHop?: string }>;
