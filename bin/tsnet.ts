@@ -134,7 +134,8 @@ async function main(): Promise<number> {
     process.once('SIGINT', resolve);
   });
   await daemon.stop();
-  return 0;
+  // Everything is closed; do not linger on a handle someone forgot (the plugin sockets are gone).
+  process.exit(0);
 }
 
 process.exitCode = await main();

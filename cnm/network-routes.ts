@@ -28,6 +28,7 @@ export function networkRoutes(svc: NetworkService, driver: DriverName, _log: Fas
         ipv6: ipData('IPv6Data'),
         internal: options['com.docker.network.internal'] === true || options['com.docker.network.internal'] === 'true',
         enableIPv6: options['com.docker.network.enable_ipv6'] === true || options['com.docker.network.enable_ipv6'] === 'true',
+        aux: [...arr(b, 'IPv4Data'), ...arr(b, 'IPv6Data')].flatMap((d) => Object.values(obj(d, 'AuxAddresses')).map(String)),
         rawOptions: raw,
       });
       return {};

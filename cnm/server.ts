@@ -42,6 +42,9 @@ export function buildPluginApp(sock: PluginSocket, opts: CnmServerOptions): Fast
     logger: { level: opts.logLevel, base: { plugin: sock.name } },
     // Go's client keeps connections open forever and retries nothing; never close an idle one.
     keepAliveTimeout: 0,
+    // While stopping, answer what still arrives on open connections rather than 503: Docker does
+    // not retry a 503 (the user's command fails), but it does retry a closed connection.
+    return503OnClosing: false,
     bodyLimit: 1024 * 1024,
   });
   // Accept any (or no) Content-Type and parse the body ourselves.

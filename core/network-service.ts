@@ -9,6 +9,7 @@ import { sysctlSet } from '../kernel/sysctl.js';
 import type { DriverContext, EndpointSpec, JoinPlan, NetworkSpec } from '../drivers/driver.js';
 import { bridgeDriver, type BridgeEndpointState, type BridgeNetworkState } from '../drivers/bridge/index.js';
 import { plainDriver, type PlainEndpointState, type PlainNetworkState } from '../drivers/plain/index.js';
+import { macvlanDriver, type MacvlanEndpointState, type MacvlanNetworkState } from '../drivers/macvlan/index.js';
 import { PortReserver, type PortBindingRequest, type PublishedPort } from '../drivers/shared/ports.js';
 import { flushConntrack } from '../kernel/firewall/conntrack.js';
 
@@ -20,6 +21,7 @@ interface RecordBase {
 
 export type NetworkRecord =
   | (RecordBase & { driver: 'tsbridge'; state: BridgeNetworkState })
+  | (RecordBase & { driver: 'tsmacvlan'; state: MacvlanNetworkState })
   | (RecordBase & { driver: 'tsnull' | 'tshost'; state: PlainNetworkState });
 
 export type BridgeNetworkRecord = Extract<NetworkRecord, { driver: 'tsbridge' }>;
@@ -34,6 +36,9 @@ export function bridgeEndpoint(ep: EndpointRecord): BridgeEndpointState {
 
 const plainDrivers = { tsnull: plainDriver('tsnull'), tshost: plainDriver('tshost') };
 
+const macvlanStates = (nets: NetworkRecord[]): MacvlanNetworkState[] =>
+  nets.flatMap((n) => (n.driver === 'tsmacvlan' ? [n.state] : []));
+
 /** Told about changes after they are committed (the DNS resolver follows networks this way). */
 export interface NetworkObserver {
   networkAdded(n: NetworkRecord): Promise<void>;
@@ -46,7 +51,7 @@ export interface EndpointRecord {
   id: string;
   networkId: string;
   spec: EndpointSpec;
-  state: BridgeEndpointState | PlainEndpointState;
+  state: BridgeEndpointState | MacvlanEndpointState | PlainEndpointState;
   sandboxKey?: string;
   joined: boolean;
   /** Published ports, programmed by programExternal and removed by revokeExternal. */
@@ -218,6 +223,7 @@ export class NetworkService {
         // Validate everything before touching the kernel.
         const driver = spec.driver ?? 'tsbridge';
         if (driver === 'tsbridge') bridgeDriver.parseOptions(spec.rawOptions);
+        else if (driver === 'tsmacvlan') macvlanDriver.parseOptions(spec.rawOptions);
         else plainDrivers[driver].parseOptions(spec.rawOptions);
         const others = await this.listNetworks();
         const subnets = [...spec.ipv4, ...spec.ipv6].map((s) => s.subnet);
@@ -232,6 +238,11 @@ export class NetworkService {
           await sysctlSet(this.ctx.host.netns, 'net.ipv4.ip_forward', '1');
           if (spec.enableIPv6) await sysctlSet(this.ctx.host.netns, 'net.ipv6.conf.all.forwarding', '1');
           rec = { id: spec.id, driver, spec, state, createdAt };
+        } else if (driver === 'tsmacvlan') {
+          const others = macvlanStates(await this.listNetworks());
+          rec = { id: spec.id, driver, spec, state: await macvlanDriver.createNetwork(this.ctx, spec, tx, others, spec.aux ?? []), createdAt };
+          const state = rec.state;
+          tx.onUndo('delete macvlan network objects', () => macvlanDriver.deleteNetwork(this.ctx, state));
         } else {
           rec = { id: spec.id, driver, spec, state: await plainDrivers[driver].createNetwork(this.ctx, spec), createdAt };
         }
@@ -254,6 +265,9 @@ export class NetworkService {
       if (isBridgeNetwork(n)) {
         for (const [, ep] of eps) await bridgeDriver.deleteEndpoint(this.ctx, bridgeEndpoint(ep));
         await bridgeDriver.deleteNetwork(this.ctx, n.state);
+      } else if (n.driver === 'tsmacvlan') {
+        for (const [, ep] of eps) if ('ifName' in ep.state) await macvlanDriver.deleteEndpoint(this.ctx, ep.state);
+        await macvlanDriver.deleteNetwork(this.ctx, n.state);
       }
       await this.store.transact((tx) => {
         for (const [k] of eps) tx.delete(k);
@@ -273,7 +287,9 @@ export class NetworkService {
         if (existing) throw new NetError('ALREADY_EXISTS', `endpoint ${spec.id.slice(0, 12)} exists`);
         const state = isBridgeNetwork(n)
           ? await bridgeDriver.createEndpoint(this.ctx, n.state, spec, tx)
-          : await plainDrivers[n.driver].createEndpoint(this.ctx, n.state, spec);
+          : n.driver === 'tsmacvlan'
+            ? await macvlanDriver.createEndpoint(this.ctx, n.state, spec, tx)
+            : await plainDrivers[n.driver].createEndpoint(this.ctx, n.state, spec);
         const rec: EndpointRecord = { id: spec.id, networkId: spec.networkId, spec, state, joined: false };
         await this.store.transact((t) => t.put(K.ep(spec.networkId, spec.id), rec));
         this.ctx.log.info({ network: spec.networkId, endpoint: spec.id, ...('hostIf' in state ? { veth: state.hostIf } : {}) }, 'endpoint created');
@@ -321,7 +337,10 @@ export class NetworkService {
       const joined: EndpointRecord = { ...ep, joined: true, ...(sandboxKey ? { sandboxKey } : {}) };
       await this.store.transact((t) => t.put(K.ep(networkId, id), joined));
       await this.notify((o) => o.endpointChanged(joined));
-      return isBridgeNetwork(n) ? bridgeDriver.join(n.state, bridgeEndpoint(ep)) : plainDrivers[n.driver].join();
+      if (isBridgeNetwork(n)) return bridgeDriver.join(n.state, bridgeEndpoint(ep));
+      if (n.driver !== 'tsmacvlan') return plainDrivers[n.driver].join();
+      if (!('ifName' in ep.state)) throw new NetError('INTERNAL', `endpoint ${id.slice(0, 12)} has no macvlan interface`);
+      return macvlanDriver.join(n.state, ep.state);
     });
   }
 
@@ -341,6 +360,7 @@ export class NetworkService {
       const ep = await this.getEndpoint(networkId, id);
       if (!ep) return;
       if ('hostIf' in ep.state) await bridgeDriver.deleteEndpoint(this.ctx, ep.state);
+      else if ('ifName' in ep.state) await macvlanDriver.deleteEndpoint(this.ctx, ep.state);
       await this.store.transact((t) => t.delete(K.ep(networkId, id)));
       await this.notify((o) => o.endpointRemoved(networkId, id));
       if (ep.ports?.length) {

@@ -65,6 +65,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
   const apps: FastifyInstance[] = await startPluginSockets(
     [
       { name: 'tsbridge', implements: ['NetworkDriver'] },
+      { name: 'tsmacvlan', implements: ['NetworkDriver'] },
       { name: 'tsnull', implements: ['NetworkDriver'] },
       { name: 'tshost', implements: ['NetworkDriver'] },
       { name: 'tsipam', implements: ['IpamDriver'] },

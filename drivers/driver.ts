@@ -18,7 +18,7 @@ export interface DriverContext {
   readonly log: Logger;
 }
 
-export type DriverName = 'tsbridge' | 'tsnull' | 'tshost';
+export type DriverName = 'tsbridge' | 'tsmacvlan' | 'tsnull' | 'tshost';
 
 export interface NetworkSpec {
   id: string;
@@ -29,6 +29,8 @@ export interface NetworkSpec {
   ipv6: Array<{ subnet: string; gateway?: string }>;
   internal: boolean;
   enableIPv6: boolean;
+  /** Addresses IPAM reserved outside the container range (Docker's --aux-address), "ip/len". */
+  aux?: string[];
   /** Driver options exactly as the user gave them (-o k=v); the driver parses them once. */
   rawOptions: Record<string, string>;
 }

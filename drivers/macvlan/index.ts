@@ -1,0 +1,123 @@
+// tsmacvlan: containers get a macvlan interface on a host uplink ("parent") and sit directly on
+// that LAN: addresses from the network's subnet, the LAN's router as gateway, no bridge, no NAT.
+// Optionally a host shim (a macvlan on the host in bridge mode) lets the host reach its own
+// containers, which a parent interface never can.
+
+import { createHash } from 'node:crypto';
+import { NetError } from '../../kernel/errors.js';
+import { validateIfName } from '../../kernel/names.js';
+import type { MacvlanMode } from '../../kernel/types.js';
+import type { Tx } from '../../core/tx.js';
+import type { DriverContext, EndpointSpec, JoinPlan, NetworkSpec } from '../driver.js';
+
+export interface MacvlanOptions {
+  parent: string;
+  mode: MacvlanMode;
+  mtu?: number;
+  hostShim: boolean;
+}
+
+export interface MacvlanNetworkState {
+  opts: MacvlanOptions;
+  subnets4: string[];
+  subnets6: string[];
+  gateways: string[];
+  internal: boolean;
+  /** The host shim interface and its address, when host_shim is on. */
+  shim?: { name: string; address: string };
+}
+
+export interface MacvlanEndpointState {
+  /** The macvlan link, made in the host namespace under this name; Docker moves and renames it. */
+  ifName: string;
+}
+
+const MODES: readonly MacvlanMode[] = ['bridge', 'private', 'vepa', 'passthru'];
+const KEYS = ['parent', 'macvlan_mode', 'com.docker.network.driver.mtu', 'host_shim'];
+
+export function parseMacvlanOptions(raw: Record<string, string>): MacvlanOptions {
+  for (const k of Object.keys(raw)) {
+    if (!KEYS.includes(k)) throw new NetError('UNSUPPORTED_OPTION', `tsmacvlan does not know option ${JSON.stringify(k)}; known: ${KEYS.join(', ')}`);
+  }
+  const parent = raw.parent;
+  if (!parent) throw new NetError('INVALID_ARGUMENT', 'tsmacvlan needs -o parent=IFACE (the host uplink its containers join)');
+  try {
+    validateIfName(parent);
+  } catch (e) {
+    throw new NetError('INVALID_ARGUMENT', `parent: ${(e as Error).message}`);
+  }
+  const mode = (raw.macvlan_mode ?? 'bridge') as MacvlanMode;
+  if (!MODES.includes(mode)) throw new NetError('INVALID_ARGUMENT', `macvlan_mode must be one of ${MODES.join(', ')}, not ${JSON.stringify(raw.macvlan_mode)}`);
+  const mtu = raw['com.docker.network.driver.mtu'] === undefined ? undefined : Number(raw['com.docker.network.driver.mtu']);
+  if (mtu !== undefined && (!Number.isInteger(mtu) || mtu < 68 || mtu > 65535)) throw new NetError('INVALID_ARGUMENT', 'com.docker.network.driver.mtu must be between 68 and 65535');
+  const shim = raw.host_shim ?? 'false';
+  if (!/^(true|false)$/i.test(shim)) throw new NetError('INVALID_ARGUMENT', 'host_shim must be true or false');
+  return { parent, mode, ...(mtu !== undefined ? { mtu } : {}), hostShim: /^true$/i.test(shim) };
+}
+
+const shimName = (networkId: string): string => `tsmh${createHash('sha256').update(networkId).digest('hex').slice(0, 10)}`;
+
+export const macvlanDriver = {
+  name: 'tsmacvlan' as const,
+  parseOptions: parseMacvlanOptions,
+
+  async createNetwork(ctx: DriverContext, spec: NetworkSpec, tx: Tx, others: MacvlanNetworkState[], auxAddresses: string[]): Promise<MacvlanNetworkState> {
+    const opts = parseMacvlanOptions(spec.rawOptions);
+    if (opts.parent.includes('.')) {
+      // parent=eth0.10 asks for an 802.1Q sub-interface; this needs the kernel's 8021q support.
+      throw new NetError('UNSUPPORTED_OPTION', `parent ${opts.parent} names a VLAN sub-interface; creating it needs 802.1Q (8021q) support, which tsnet does not manage yet: create it first and name it as parent`);
+    }
+    const parent = await ctx.host.linkFind({ name: opts.parent });
+    if (!parent) throw new NetError('INVALID_ARGUMENT', `parent interface ${opts.parent} does not exist`);
+    if (!parent.up) throw new NetError('INVALID_ARGUMENT', `parent interface ${opts.parent} is down`);
+    const clash = others.find((o) => o.opts.parent === opts.parent && (o.opts.mode !== opts.mode || opts.mode === 'passthru'));
+    if (clash) throw new NetError('ALREADY_EXISTS', `parent ${opts.parent} is already used by a tsmacvlan network in ${clash.opts.mode} mode; networks on one parent must share a mode (and passthru takes it alone)`);
+    const state: MacvlanNetworkState = {
+      opts: { ...opts, mtu: opts.mtu ?? parent.mtu },
+      subnets4: spec.ipv4.map((s) => s.subnet),
+      subnets6: spec.ipv6.map((s) => s.subnet),
+      gateways: [...spec.ipv4, ...spec.ipv6].flatMap((s) => (s.gateway ? [s.gateway] : [])),
+      internal: spec.internal,
+    };
+    if (opts.hostShim) {
+      const address = auxAddresses[0];
+      if (!address) throw new NetError('INVALID_ARGUMENT', 'host_shim needs an address for the host: give one with --aux-address host=IP');
+      const name = shimName(spec.id);
+      await ctx.host.linkAdd({ kind: 'macvlan', name, parent: { name: opts.parent }, mode: 'bridge' });
+      tx.onUndo(`delete ${name}`, () => ctx.host.linkDelIfExists({ name }));
+      await ctx.host.addrAdd({ name }, address, { nodad: true });
+      await ctx.host.linkSetUp({ name });
+      state.shim = { name, address };
+    }
+    return state;
+  },
+
+  async deleteNetwork(ctx: DriverContext, state: MacvlanNetworkState): Promise<void> {
+    if (state.shim) await ctx.host.linkDelIfExists({ name: state.shim.name });
+  },
+
+  async createEndpoint(ctx: DriverContext, net: MacvlanNetworkState, ep: EndpointSpec, tx: Tx): Promise<MacvlanEndpointState> {
+    const ifName = `tsm${ep.id.slice(0, 12)}`;
+    await ctx.host.linkAdd({
+      kind: 'macvlan', name: ifName, parent: { name: net.opts.parent }, mode: net.opts.mode,
+      ...(net.opts.mtu ? { mtu: net.opts.mtu } : {}), ...(ep.mac ? { mac: ep.mac } : {}),
+    });
+    tx.onUndo(`delete ${ifName}`, () => ctx.host.linkDelIfExists({ name: ifName }));
+    return { ifName };
+  },
+
+  join(net: MacvlanNetworkState, ep: MacvlanEndpointState): JoinPlan {
+    const plan: JoinPlan = { ifName: ep.ifName, staticRoutes: [] };
+    if (!net.internal) {
+      const gw4 = net.gateways.find((g) => !g.includes(':'));
+      const gw6 = net.gateways.find((g) => g.includes(':'));
+      if (gw4) plan.gateway4 = gw4.split('/')[0]!;
+      if (gw6) plan.gateway6 = gw6.split('/')[0]!;
+    }
+    return plan;
+  },
+
+  async deleteEndpoint(ctx: DriverContext, ep: MacvlanEndpointState): Promise<void> {
+    await ctx.host.linkDelIfExists({ name: ep.ifName });
+  },
+};
