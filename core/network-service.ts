@@ -267,7 +267,9 @@ export class NetworkService {
         await bridgeDriver.deleteNetwork(this.ctx, n.state);
       } else if (n.driver === 'tsmacvlan') {
         for (const [, ep] of eps) if ('ifName' in ep.state) await macvlanDriver.deleteEndpoint(this.ctx, ep.state);
-        await macvlanDriver.deleteNetwork(this.ctx, n.state);
+        const parent = n.state.opts.parent;
+        const stillUsed = macvlanStates(await this.listNetworks()).filter((o) => o.opts.parent === parent).length > 1;
+        await macvlanDriver.deleteNetwork(this.ctx, n.state, stillUsed);
       }
       await this.store.transact((tx) => {
         for (const [k] of eps) tx.delete(k);

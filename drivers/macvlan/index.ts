@@ -25,6 +25,8 @@ export interface MacvlanNetworkState {
   internal: boolean;
   /** The host shim interface and its address, when host_shim is on. */
   shim?: { name: string; address: string };
+  /** A parent of the form IFACE.VLAN that this network created (removed with the last user). */
+  createdVlan?: string;
 }
 
 export interface MacvlanEndpointState {
@@ -63,9 +65,23 @@ export const macvlanDriver = {
 
   async createNetwork(ctx: DriverContext, spec: NetworkSpec, tx: Tx, others: MacvlanNetworkState[], auxAddresses: string[]): Promise<MacvlanNetworkState> {
     const opts = parseMacvlanOptions(spec.rawOptions);
-    if (opts.parent.includes('.')) {
-      // parent=eth0.10 asks for an 802.1Q sub-interface; this needs the kernel's 8021q support.
-      throw new NetError('UNSUPPORTED_OPTION', `parent ${opts.parent} names a VLAN sub-interface; creating it needs 802.1Q (8021q) support, which tsnet does not manage yet: create it first and name it as parent`);
+    let createdVlan: string | undefined;
+    const vlan = /^(.+)\.(\d{1,4})$/.exec(opts.parent);
+    if (vlan && !(await ctx.host.linkFind({ name: opts.parent }))) {
+      // parent=eth0.10: make the 802.1Q sub-interface on eth0 (removed with the last network using it).
+      const [, base, id] = vlan as unknown as [string, string, string];
+      if (!(await ctx.host.linkFind({ name: base }))) throw new NetError('INVALID_ARGUMENT', `parent ${opts.parent}: interface ${base} does not exist`);
+      try {
+        await ctx.host.linkAdd({ kind: 'vlan', name: opts.parent, parent: { name: base }, vlanId: Number(id) });
+      } catch (e) {
+        if ((e as { code?: string }).code === 'ENOTSUP' || (e as { code?: string }).code === 'EOPNOTSUPP') {
+          throw new NetError('UNSUPPORTED_OPTION', `parent ${opts.parent} needs an 802.1Q sub-interface, and this kernel has no 802.1Q (8021q) support`);
+        }
+        throw e;
+      }
+      tx.onUndo(`delete ${opts.parent}`, () => ctx.host.linkDelIfExists({ name: opts.parent }));
+      await ctx.host.linkSetUp({ name: opts.parent });
+      createdVlan = opts.parent;
     }
     const parent = await ctx.host.linkFind({ name: opts.parent });
     if (!parent) throw new NetError('INVALID_ARGUMENT', `parent interface ${opts.parent} does not exist`);
@@ -78,6 +94,7 @@ export const macvlanDriver = {
       subnets6: spec.ipv6.map((s) => s.subnet),
       gateways: [...spec.ipv4, ...spec.ipv6].flatMap((s) => (s.gateway ? [s.gateway] : [])),
       internal: spec.internal,
+      ...(createdVlan ? { createdVlan } : {}),
     };
     if (opts.hostShim) {
       const address = auxAddresses[0];
@@ -92,8 +109,10 @@ export const macvlanDriver = {
     return state;
   },
 
-  async deleteNetwork(ctx: DriverContext, state: MacvlanNetworkState): Promise<void> {
+  /** `stillUsed`: another network still uses this parent (a VLAN parent then stays). */
+  async deleteNetwork(ctx: DriverContext, state: MacvlanNetworkState, stillUsed = false): Promise<void> {
     if (state.shim) await ctx.host.linkDelIfExists({ name: state.shim.name });
+    if (state.createdVlan && !stillUsed) await ctx.host.linkDelIfExists({ name: state.createdVlan });
   },
 
   async createEndpoint(ctx: DriverContext, net: MacvlanNetworkState, ep: EndpointSpec, tx: Tx): Promise<MacvlanEndpointState> {
