@@ -10,7 +10,7 @@ import { SqliteStore } from '../store/sqlite-store.js';
 
 const USAGE = `usage: tsnet serve [--plugin-dir DIR] [--state-dir DIR] [--log-level LEVEL]
        tsnet port ls [--state-dir DIR] [--json]     published ports (docker port cannot show a remote driver's)
-       tsnet cni install [--bin-dir DIR]            install the tsbridge and tsipam CNI plugins (default /opt/cni/bin)
+       tsnet cni install [--bin-dir DIR]            install the tsbridge, tsmacvlan and tsipam CNI plugins (default /opt/cni/bin)
   --plugin-dir  where Docker looks for plugin sockets (default /run/docker/plugins)
   --state-dir   where the store lives (default /var/lib/tsnet)
   --log-level   fatal|error|warn|info|debug|trace (default info)
@@ -32,7 +32,7 @@ function cniInstall(binDir: string): number {
   }
   mkdirSync(binDir, { recursive: true });
   writeFileSync(join(binDir, 'tsnet-cni.conf'), `${process.execPath}\n${entry}\n`);
-  for (const type of ['tsbridge', 'tsipam']) {
+  for (const type of ['tsbridge', 'tsipam', 'tsmacvlan']) {
     const path = join(binDir, type);
     const tmp = `${path}.tsnet-new`;
     copyFileSync(shim, tmp);

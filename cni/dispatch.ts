@@ -5,6 +5,7 @@ import { CNI_CODES, CniError, SUPPORTED_VERSIONS, type CniEnv } from './types.js
 import { parseConf, type BridgeConf } from './conf.js';
 import { cmdAdd, cmdCheck, cmdDel, cmdGc, toCniError, type CniRuntime } from './commands.js';
 import { ipamAdd, ipamDel } from './ipam-plugin.js';
+import { macvlanAdd, macvlanCheck, macvlanDel } from './macvlan.js';
 import { shapeResult } from './version.js';
 import { validateIfName } from '../kernel/names.js';
 
@@ -14,7 +15,7 @@ export interface CniIo {
   out: (text: string) => void;
 }
 
-export type PluginType = 'tsbridge' | 'tsipam';
+export type PluginType = 'tsbridge' | 'tsipam' | 'tsmacvlan';
 
 const ID_RE = /^[a-zA-Z0-9][a-zA-Z0-9_.-]*$/;
 
@@ -83,6 +84,13 @@ export async function runCni(type: PluginType, io: CniIo, runtime: () => Promise
     if (type === 'tsipam') {
       if (command === 'ADD') io.out(JSON.stringify(shapeResult(await ipamAdd(rt, env, conf), version)));
       else if (command === 'DEL') await ipamDel(rt, env);
+      else if (command === 'GC') await ipamDel(rt, env, conf);
+      return 0;
+    }
+    if (type === 'tsmacvlan') {
+      if (command === 'ADD') io.out(JSON.stringify(shapeResult(await macvlanAdd(rt, env, conf), version)));
+      else if (command === 'DEL') await macvlanDel(rt, env);
+      else if (command === 'CHECK') await macvlanCheck(env, conf);
       else if (command === 'GC') await ipamDel(rt, env, conf);
       return 0;
     }
