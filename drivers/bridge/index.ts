@@ -9,6 +9,7 @@ import { coalesce, type PublishedPort } from '../shared/ports.js';
 import { ifaceSysctl, sysctlSet } from '../../kernel/sysctl.js';
 import type { Tx } from '../../core/tx.js';
 import type { DriverContext, EndpointSpec, JoinPlan, NetworkSpec } from '../driver.js';
+import { gatewayPlan } from '../shared/join.js';
 import { type BridgeOptions, parseBridgeOptions } from './options.js';
 
 export interface BridgeNetworkState {
@@ -114,15 +115,7 @@ export const bridgeDriver = {
   },
 
   join(net: BridgeNetworkState, ep: BridgeEndpointState): JoinPlan {
-    const plan: JoinPlan = { ifName: ep.containerIf, staticRoutes: [] };
-    // Internal networks return no gateway: Docker would otherwise install a default route.
-    if (!net.internal) {
-      const gw4 = net.gateways.find((g) => !g.includes(':'));
-      const gw6 = net.gateways.find((g) => g.includes(':'));
-      if (gw4) plan.gateway4 = gw4.split('/')[0]!;
-      if (gw6) plan.gateway6 = gw6.split('/')[0]!;
-    }
-    return plan;
+    return gatewayPlan(ep.containerIf, net.gateways, net.internal);
   },
 
   async deleteEndpoint(ctx: DriverContext, ep: BridgeEndpointState): Promise<void> {

@@ -9,6 +9,7 @@ import { validateIfName } from '../../kernel/names.js';
 import type { MacvlanMode } from '../../kernel/types.js';
 import type { Tx } from '../../core/tx.js';
 import type { DriverContext, EndpointSpec, JoinPlan, NetworkSpec } from '../driver.js';
+import { gatewayPlan } from '../shared/join.js';
 
 export interface MacvlanOptions {
   parent: string;
@@ -126,14 +127,7 @@ export const macvlanDriver = {
   },
 
   join(net: MacvlanNetworkState, ep: MacvlanEndpointState): JoinPlan {
-    const plan: JoinPlan = { ifName: ep.ifName, staticRoutes: [] };
-    if (!net.internal) {
-      const gw4 = net.gateways.find((g) => !g.includes(':'));
-      const gw6 = net.gateways.find((g) => g.includes(':'));
-      if (gw4) plan.gateway4 = gw4.split('/')[0]!;
-      if (gw6) plan.gateway6 = gw6.split('/')[0]!;
-    }
-    return plan;
+    return gatewayPlan(ep.ifName, net.gateways, net.internal);
   },
 
   async deleteEndpoint(ctx: DriverContext, ep: MacvlanEndpointState): Promise<void> {
