@@ -5,6 +5,7 @@ import { writeFileSync } from 'node:fs';
 import { benchCni } from './cni.js';
 import { benchDns } from './dns.js';
 import { benchDocker } from './docker.js';
+import { benchScale } from './scale.js';
 import { benchIpam } from './ipam.js';
 import { benchNetlink } from './netlink.js';
 import type { BenchOptions, BenchResult } from './types.js';
@@ -15,6 +16,7 @@ const BENCHES: Record<string, (o: BenchOptions) => Promise<BenchResult[]>> = {
   dns: benchDns,
   cni: benchCni,
   docker: benchDocker,
+  scale: benchScale,
 };
 
 function ratio(r: BenchResult): number | null {

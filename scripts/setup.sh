@@ -2,8 +2,9 @@
 # Installs whatever tsnet needs that this machine lacks, then builds. Idempotent: a second run on a
 # ready machine only checks and rebuilds what changed. Used by `npm start`, `npm test`, `npm run bench`.
 #   scripts/setup.sh          runtime needs (iproute2 for tests' checks aside, iptables for NAT)
-#   scripts/setup.sh --test   also what the tests drive: Docker Engine, containerd, CNI reference
-#                             plugins, etcd, busybox (the imported image), dnsmasq, iperf3, conntrack
+#   scripts/setup.sh --test   also what the tests and benchmarks drive: Docker Engine, containerd,
+#                             CNI reference plugins, etcd, busybox (the imported image), dnsmasq,
+#                             iperf3, dnsperf, ping, curl
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -16,7 +17,7 @@ fi
 
 packages=(iptables iproute2 procps conntrack)
 if [ "${1:-}" = "--test" ]; then
-  packages+=(iputils-ping curl docker.io busybox-static containerd containernetworking-plugins etcd-server dnsmasq-base iperf3)
+  packages+=(iputils-ping curl docker.io busybox-static containerd containernetworking-plugins etcd-server dnsmasq-base iperf3 dnsperf)
 fi
 
 missing=()
