@@ -4,6 +4,7 @@
 import { writeFileSync } from 'node:fs';
 import { benchCni } from './cni.js';
 import { benchDns } from './dns.js';
+import { benchDatapath } from './datapath.js';
 import { benchDocker } from './docker.js';
 import { benchScale } from './scale.js';
 import { benchIpam } from './ipam.js';
@@ -17,6 +18,7 @@ const BENCHES: Record<string, (o: BenchOptions) => Promise<BenchResult[]>> = {
   cni: benchCni,
   docker: benchDocker,
   scale: benchScale,
+  datapath: benchDatapath,
 };
 
 function ratio(r: BenchResult): number | null {

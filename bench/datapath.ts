@@ -1,0 +1,56 @@
+// Datapath: iperf3 between two containers on one tsbridge network and on one Docker bridge
+// network, same run (iperf3 from Debian runs inside the containers' namespaces through nsenter).
+
+import { ensureDocker, IMAGE, sh, startTsnet } from './lab.js';
+import type { BenchOptions, BenchResult } from './types.js';
+
+function throughputGbps(serverPid: string, clientPid: string, serverIp: string, seconds: number): number {
+  const server = sh('sh', ['-c', `nsenter -t ${serverPid} -n iperf3 -s -1 -D -p 5299 && echo started`]);
+  if (!server.includes('started')) throw new Error('iperf3 server did not start');
+  for (let i = 0; i < 20; i++) {
+    try {
+      const out = JSON.parse(sh('nsenter', ['-t', clientPid, '-n', 'iperf3', '-c', serverIp, '-p', '5299', '-t', String(seconds), '-J']));
+      return out.end.sum_received.bits_per_second / 1e9;
+    } catch {
+      sh('sleep', ['0.2']);
+    }
+  }
+  throw new Error('iperf3 client failed');
+}
+
+export async function benchDatapath(opts: BenchOptions): Promise<BenchResult[]> {
+  if (!sh('sh', ['-c', 'command -v iperf3 || true']).trim()) {
+    return [{ name: 'datapath: iperf3 (Gbit/s)', ours: null, anchor: null, higherIsBetter: true, target: 0.97, anchorCommand: 'iperf3 not installed' }];
+  }
+  await ensureDocker();
+  const seconds = opts.quick ? 1 : 5;
+  const tag = `tsnbp${process.pid % 1000}`;
+  const daemon = await startTsnet(undefined, ['--log-level', 'warn']);
+  const made: string[] = [];
+  try {
+    sh('docker', ['network', 'create', '-d', 'tsbridge', '--ipam-driver', 'tsipam', '--subnet', '10.241.9.0/24', `${tag}-ts`]);
+    sh('docker', ['network', 'create', '--subnet', '10.241.10.0/24', `${tag}-dk`]);
+    const pair = (net: string): [string, string, string] => {
+      const [a, b] = [`${net}-a`, `${net}-b`];
+      for (const c of [a, b]) {
+        sh('docker', ['run', '-d', '--name', c, '--network', net, IMAGE, 'sleep', '600']);
+        made.push(c);
+      }
+      const pid = (c: string): string => sh('docker', ['inspect', '-f', '{{.State.Pid}}', c]).trim();
+      const ip = sh('docker', ['inspect', '-f', '{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}', a]).trim();
+      return [pid(a), pid(b), ip];
+    };
+    const [tsA, tsB, tsIp] = pair(`${tag}-ts`);
+    const [dkA, dkB, dkIp] = pair(`${tag}-dk`);
+    const ours = throughputGbps(tsA, tsB, tsIp, seconds);
+    const theirs = throughputGbps(dkA, dkB, dkIp, seconds);
+    return [{
+      name: `datapath: iperf3 TCP container to container, ${seconds} s (Gbit/s)`, ours, anchor: theirs, higherIsBetter: true, target: 0.97,
+      anchorCommand: 'nsenter -t <a> -n iperf3 -s; nsenter -t <b> -n iperf3 -c <a> -J, on a Docker bridge network',
+    }];
+  } finally {
+    for (const c of made) sh('docker', ['rm', '-f', c], { allowFail: true });
+    sh('docker', ['network', 'rm', `${tag}-ts`, `${tag}-dk`], { allowFail: true });
+    await daemon.stop();
+  }
+}
