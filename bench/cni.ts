@@ -17,12 +17,13 @@ interface Timing {
   del: number[];
 }
 
-const pct = (xs: number[], p: number): number => {
+export const pct = (xs: number[], p: number): number => {
   const s = [...xs].sort((a, b) => a - b);
   return s[Math.min(s.length - 1, Math.floor(s.length * p))]!;
 };
 
-function invoke(bin: string, command: string, conf: object, env: Record<string, string>): number {
+/** Runs one CNI plugin call and returns its wall time in ms; a failure throws. */
+export function invoke(bin: string, command: string, conf: object, env: Record<string, string>): number {
   const t = performance.now();
   const r = spawnSync(bin, [], { input: JSON.stringify(conf), encoding: 'utf8', env: { PATH: process.env.PATH, CNI_COMMAND: command, ...env } });
   const ms = performance.now() - t;

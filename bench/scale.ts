@@ -4,11 +4,11 @@
 // and draws attach latency against endpoint count for both (SVG).
 
 import { readFileSync, writeFileSync, mkdtempSync, rmSync } from 'node:fs';
-import { spawnSync } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createNetns, deleteNetns } from '../kernel/netns.js';
 import { ROOT, sh, startTsnet } from './lab.js';
+import { invoke, pct } from './cni.js';
 import type { BenchOptions, BenchResult } from './types.js';
 
 const REF = '/usr/lib/cni';
@@ -19,18 +19,12 @@ function rssMb(pid: number): number {
 }
 
 function attachAll(n: number, bin: string, conf: object, env: Record<string, string>, nss: Array<{ path: string }>, tag: string, command: string): number[] {
-  return nss.slice(0, n).map((ns, i) => {
-    const t = performance.now();
-    const r = spawnSync(bin, [], { input: JSON.stringify(conf), encoding: 'utf8', env: { PATH: process.env.PATH, CNI_COMMAND: command, CNI_CONTAINERID: `${tag}${i}`, CNI_NETNS: ns.path, CNI_IFNAME: 'eth0', ...env } });
-    if (r.status !== 0) throw new Error(`${bin} ${command} #${i} failed: ${r.stdout}${r.stderr}`);
-    return performance.now() - t;
-  });
+  return nss.slice(0, n).map((ns, i) => invoke(bin, command, conf, { ...env, CNI_CONTAINERID: `${tag}${i}`, CNI_NETNS: ns.path, CNI_IFNAME: 'eth0' }));
 }
 
 /** Latency percentile over the 10 attachments that brought the network to `at` endpoints. */
 function around(lat: number[], at: number, p: number): number {
-  const w = lat.slice(Math.max(0, at - 10), at).sort((a, b) => a - b);
-  return w[Math.min(w.length - 1, Math.floor(w.length * p))]!;
+  return pct(lat.slice(Math.max(0, at - 10), at), p);
 }
 
 function svg(series: Array<{ name: string; color: string; lat: number[] }>): string {

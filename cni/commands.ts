@@ -13,7 +13,7 @@ import { netCodeOf, NetError } from '../kernel/errors.js';
 import { NetlinkHandle } from '../kernel/netlink.js';
 import { withFileLock } from '../store/file-lock.js';
 import type { Logger } from '../drivers/driver.js';
-import { parseCniArgs, type BridgeConf } from './conf.js';
+import { parseCniArgs, requestedAddress, type BridgeConf } from './conf.js';
 import { CNI_CODES, CniError, type CniEnv, type CniResult } from './types.js';
 
 export interface CniRuntime {
@@ -138,7 +138,6 @@ export async function cmdAdd(rt: CniRuntime, env: CniEnv, conf: BridgeConf): Pro
         throw new CniError(CNI_CODES.INVALID_CONFIG, `container ${env.containerId} already has ${env.ifName} on network ${conf.name}; DEL it first`);
       }
       // Addresses: static requests (runtimeConfig.ips, args.cni.ips, CNI_ARGS IP) or the next free.
-      const wanted = [...conf.staticIps, ...(args.IP ? args.IP.split(',') : [])];
       let addresses: string[] = [];
       let ipamRoutes: Array<{ dst: string; gw?: string }> = conf.ipam?.routes ?? [];
       if (conf.ipam?.type === 'tsipam') {
@@ -146,9 +145,8 @@ export async function cmdAdd(rt: CniRuntime, env: CniEnv, conf: BridgeConf): Pro
         tx.onUndo('release addresses', () => rt.ipam.releaseOwner(epId));
         for (const subnet of subnets) {
           const pool = await rt.ipam.ensurePool(subnet);
-          const fam = subnet.includes(':') ? 6 : 4;
-          const mine = wanted.find((w) => w.includes(':') === (fam === 6));
-          addresses.push(await rt.ipam.requestAddress(pool.id, { owner: epId, ...(mine ? { address: mine.split('/')[0]! } : {}) }));
+          const mine = requestedAddress(conf, args, subnet);
+          addresses.push(await rt.ipam.requestAddress(pool.id, { owner: epId, ...(mine ? { address: mine } : {}) }));
         }
       } else if (conf.ipam) {
         const r = delegate(conf.ipam.type, env, 'ADD', conf.raw);

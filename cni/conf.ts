@@ -171,3 +171,12 @@ export function parseCniArgs(text: string): Record<string, string> {
   if (unknown.length && !ignore) throw new CniError(CNI_CODES.INVALID_ENV, `CNI_ARGS: unknown key(s) ${unknown.join(', ')} (set IgnoreUnknown=1 to allow)`);
   return out;
 }
+
+/**
+ * The address asked for in the family of `subnet`: runtimeConfig.ips and args.cni.ips, then
+ * CNI_ARGS IP (comma-separated). Undefined means "any free address".
+ */
+export function requestedAddress(conf: BridgeConf, cniArgs: Record<string, string>, subnet: string): string | undefined {
+  const wanted = [...conf.staticIps, ...(cniArgs.IP ? cniArgs.IP.split(',') : [])];
+  return wanted.find((w) => w.includes(':') === subnet.includes(':'))?.split('/')[0];
+}

@@ -5,7 +5,7 @@
 import type { BridgeConf } from './conf.js';
 import { endpointIdFor, type CniRuntime } from './commands.js';
 import { CNI_CODES, CniError, type CniEnv, type CniResult } from './types.js';
-import { parseCniArgs } from './conf.js';
+import { parseCniArgs, requestedAddress } from './conf.js';
 
 export async function ipamAdd(rt: CniRuntime, env: CniEnv, conf: BridgeConf): Promise<CniResult> {
   const ipam = conf.ipam;
@@ -14,16 +14,14 @@ export async function ipamAdd(rt: CniRuntime, env: CniEnv, conf: BridgeConf): Pr
   }
   const owner = endpointIdFor(env.containerId, env.ifName);
   const args = parseCniArgs(env.args);
-  const wanted = [...conf.staticIps, ...(args.IP ? args.IP.split(',') : [])];
   const ips: CniResult['ips'] = [];
   try {
     for (const s of ipam.subnets) {
       const pool = await rt.ipam.ensurePool(s.subnet);
-      const fam6 = s.subnet.includes(':');
-      const mine = wanted.find((w) => w.includes(':') === fam6);
+      const mine = requestedAddress(conf, args, s.subnet);
       // The gateway is reserved first (the first address unless configured), so no container gets it.
       const gateway = await poolGateway(rt, pool.id, s.gateway);
-      const address = await rt.ipam.requestAddress(pool.id, { owner, ...(mine ? { address: mine.split('/')[0]! } : {}) });
+      const address = await rt.ipam.requestAddress(pool.id, { owner, ...(mine ? { address: mine } : {}) });
       ips.push({ address, gateway });
     }
   } catch (e) {

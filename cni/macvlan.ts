@@ -7,7 +7,7 @@ import type { MacvlanMode } from '../kernel/types.js';
 import { applyInSandbox, removeFromSandbox } from '../drivers/shared/sandbox.js';
 import { Tx } from '../core/tx.js';
 import { endpointIdFor, type CniRuntime } from './commands.js';
-import { parseCniArgs, type BridgeConf } from './conf.js';
+import { parseCniArgs, requestedAddress, type BridgeConf } from './conf.js';
 import { CNI_CODES, CniError, type CniEnv, type CniResult } from './types.js';
 
 const MODES: readonly MacvlanMode[] = ['bridge', 'private', 'vepa', 'passthru'];
@@ -33,12 +33,11 @@ export async function macvlanAdd(rt: CniRuntime, env: CniEnv, conf: BridgeConf):
     let routes = conf.ipam?.routes ?? [];
     if (conf.ipam?.type === 'tsipam') {
       tx.onUndo('release addresses', () => rt.ipam.releaseOwner(owner));
-      const wanted = [...conf.staticIps, ...(args.IP ? args.IP.split(',') : [])];
       for (const s of conf.ipam.subnets) {
         const pool = await rt.ipam.ensurePool(s.subnet);
         if (s.gateway) await rt.ipam.requestAddress(pool.id, { owner: `gateway:${pool.id}`, kind: 'gateway', address: s.gateway }).catch(() => undefined);
-        const mine = wanted.find((w) => w.includes(':') === s.subnet.includes(':'));
-        ips.push({ address: await rt.ipam.requestAddress(pool.id, { owner, ...(mine ? { address: mine.split('/')[0]! } : {}) }), ...(s.gateway ? { gateway: s.gateway } : {}) });
+        const mine = requestedAddress(conf, args, s.subnet);
+        ips.push({ address: await rt.ipam.requestAddress(pool.id, { owner, ...(mine ? { address: mine } : {}) }), ...(s.gateway ? { gateway: s.gateway } : {}) });
       }
     } else if (conf.ipam) {
       throw new CniError(CNI_CODES.INVALID_CONFIG, 'tsmacvlan supports ipam type tsipam (use tsipam with subnet and gateway)');
