@@ -8,7 +8,7 @@ import { runCni, type PluginType } from '../cni/dispatch.js';
 import { openCniRuntime } from '../core/cni-runtime.js';
 
 const type = (process.argv[2] ?? '') as PluginType;
-if (type !== 'tsbridge' && type !== 'tsipam' && type !== 'tsmacvlan') {
+if (!['tsbridge', 'tsipam', 'tsmacvlan', 'tsoverlay'].includes(type)) {
   process.stdout.write(JSON.stringify({ cniVersion: '1.1.0', code: 7, msg: `unknown tsnet plugin type ${JSON.stringify(type)}` }));
   process.exit(1);
 }

@@ -7,10 +7,11 @@ import { fileURLToPath } from 'node:url';
 import { startDaemon } from '../core/runtime.js';
 import type { EndpointRecord, NetworkRecord } from '../core/network-service.js';
 import { SqliteStore } from '../store/sqlite-store.js';
+import { parseClusterStore } from '../store/etcd-cluster.js';
 
 const USAGE = `usage: tsnet serve [--plugin-dir DIR] [--state-dir DIR] [--log-level LEVEL]
        tsnet port ls [--state-dir DIR] [--json]     published ports (docker port cannot show a remote driver's)
-       tsnet cni install [--bin-dir DIR]            install the tsbridge, tsmacvlan and tsipam CNI plugins (default /opt/cni/bin)
+       tsnet cni install [--bin-dir DIR]            install the tsbridge, tsoverlay, tsmacvlan and tsipam CNI plugins (default /opt/cni/bin)
   --plugin-dir  where Docker looks for plugin sockets (default /run/docker/plugins)
   --state-dir   where the store lives (default /var/lib/tsnet)
   --log-level   fatal|error|warn|info|debug|trace (default info)
@@ -18,7 +19,11 @@ const USAGE = `usage: tsnet serve [--plugin-dir DIR] [--state-dir DIR] [--log-le
   --dns-domain NAME        domain of container names (default tsnet.internal)
   --dns-port N             port of the per-network resolvers (default 53)
   --docker-socket PATH     Docker Engine API, for container names (default /var/run/docker.sock)
-  --cni-socket PATH        where installed CNI plugins reach the daemon (default /run/tsnet/cni.sock)`;
+  --cni-socket PATH        where installed CNI plugins reach the daemon (default /run/tsnet/cni.sock)
+  --cluster-store etcd://H:P[,H:P]   etcd for tsoverlay (multi-host) networks
+  --advertise-addr IP      this host's underlay address, the VXLAN endpoint (with --cluster-store)
+  --lease-ttl SECONDS      how long a silent host keeps its overlay entries (default 10)
+  --cluster-grace SECONDS  how long a dead host's addresses stay reserved (default 60)`;
 
 /** Writes one small executable per CNI plugin type into the runtime's CNI bin dir. */
 function cniInstall(binDir: string): number {
@@ -32,7 +37,7 @@ function cniInstall(binDir: string): number {
   }
   mkdirSync(binDir, { recursive: true });
   writeFileSync(join(binDir, 'tsnet-cni.conf'), `${process.execPath}\n${entry}\n`);
-  for (const type of ['tsbridge', 'tsipam', 'tsmacvlan']) {
+  for (const type of ['tsbridge', 'tsipam', 'tsmacvlan', 'tsoverlay']) {
     const path = join(binDir, type);
     const tmp = `${path}.tsnet-new`;
     copyFileSync(shim, tmp);
@@ -109,7 +114,7 @@ async function main(): Promise<number> {
     console.error(USAGE);
     return args.cmd === 'help' || args.cmd === '' ? 0 : 2;
   }
-  const known = new Set(['plugin-dir', 'state-dir', 'log-level', 'dns-upstream', 'dns-domain', 'dns-port', 'docker-socket', 'cni-socket']);
+  const known = new Set(['plugin-dir', 'state-dir', 'log-level', 'dns-upstream', 'dns-domain', 'dns-port', 'docker-socket', 'cni-socket', 'cluster-store', 'advertise-addr', 'lease-ttl', 'cluster-grace']);
   const unknown = Object.keys(args.flags).filter((k) => !known.has(k));
   if (unknown.length) {
     console.error(`unknown option(s): ${unknown.map((k) => `--${k}`).join(', ')}\n${USAGE}`);
@@ -118,6 +123,24 @@ async function main(): Promise<number> {
   if (process.getuid?.() !== 0) {
     console.error('tsnet serve needs root (CAP_NET_ADMIN to change networking, and access to /run/docker/plugins)');
     return 1;
+  }
+  let clusterStore: string[] | undefined;
+  const num = (k: string): number | undefined => {
+    const v = args.flags[k];
+    if (v === undefined) return undefined;
+    if (!/^\d+$/.test(v) || Number(v) < 1) throw new Error(`--${k} must be a whole number of seconds`);
+    return Number(v);
+  };
+  let leaseTtl: number | undefined;
+  let graceSeconds: number | undefined;
+  try {
+    if (args.flags['cluster-store']) clusterStore = parseClusterStore(args.flags['cluster-store']);
+    if (clusterStore && !args.flags['advertise-addr']) throw new Error('--cluster-store needs --advertise-addr IP');
+    leaseTtl = num('lease-ttl');
+    graceSeconds = num('cluster-grace');
+  } catch (e) {
+    console.error(`${(e as Error).message}\n${USAGE}`);
+    return 2;
   }
   const daemon = await startDaemon({
     pluginDir: args.flags['plugin-dir'] ?? '/run/docker/plugins',
@@ -128,6 +151,9 @@ async function main(): Promise<number> {
     ...(args.flags['dns-domain'] ? { dnsDomain: args.flags['dns-domain'] } : {}),
     ...(args.flags['docker-socket'] ? { dockerSocket: args.flags['docker-socket'] } : {}),
     ...(args.flags['cni-socket'] ? { cniSocket: args.flags['cni-socket'] } : {}),
+    ...(clusterStore ? { clusterStore, advertiseAddr: args.flags['advertise-addr']! } : {}),
+    ...(leaseTtl ? { leaseTtl } : {}),
+    ...(graceSeconds ? { graceSeconds } : {}),
   });
   await new Promise<void>((resolve) => {
     process.once('SIGTERM', resolve);

@@ -311,6 +311,7 @@ export function toCniError(e: unknown): CniError {
     case 'ADDRESS_OUT_OF_RANGE':
       return new CniError(CNI_CODES.INVALID_CONFIG, msg);
     case 'TRY_AGAIN':
+    case 'UNAVAILABLE':
       return new CniError(CNI_CODES.TRY_AGAIN, msg);
     default:
       return new CniError(CNI_CODES.INTERNAL, msg);

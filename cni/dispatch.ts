@@ -6,6 +6,7 @@ import { parseConf, type BridgeConf } from './conf.js';
 import { cmdAdd, cmdCheck, cmdDel, cmdGc, toCniError, type CniRuntime } from './commands.js';
 import { ipamAdd, ipamDel } from './ipam-plugin.js';
 import { macvlanAdd, macvlanCheck, macvlanDel } from './macvlan.js';
+import { overlayAdd, overlayCheck, overlayDel, overlayGc } from './overlay.js';
 import { shapeResult } from './version.js';
 import { validateIfName } from '../kernel/names.js';
 
@@ -15,7 +16,7 @@ export interface CniIo {
   out: (text: string) => void;
 }
 
-export type PluginType = 'tsbridge' | 'tsipam' | 'tsmacvlan';
+export type PluginType = 'tsbridge' | 'tsipam' | 'tsmacvlan' | 'tsoverlay';
 
 const ID_RE = /^[a-zA-Z0-9][a-zA-Z0-9_.-]*$/;
 
@@ -92,6 +93,13 @@ export async function runCni(type: PluginType, io: CniIo, runtime: () => Promise
       else if (command === 'DEL') await macvlanDel(rt, env);
       else if (command === 'CHECK') await macvlanCheck(env, conf);
       else if (command === 'GC') await ipamDel(rt, env, conf);
+      return 0;
+    }
+    if (type === 'tsoverlay') {
+      if (command === 'ADD') io.out(JSON.stringify(shapeResult(await overlayAdd(rt, env, conf), version)));
+      else if (command === 'DEL') await overlayDel(rt, env, conf);
+      else if (command === 'CHECK') await overlayCheck(rt, env, conf);
+      else if (command === 'GC') await overlayGc(rt, conf);
       return 0;
     }
     switch (command) {

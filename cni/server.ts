@@ -46,7 +46,7 @@ export async function startCniServer(socketPath: string, runtime: CniRuntime): P
       void (async () => {
         const req = decodeRequest(Buffer.concat(chunks));
         // A malformed request, an unknown type or another state directory: let the caller run standalone.
-        if (!req || !['tsbridge', 'tsipam', 'tsmacvlan'].includes(req.type) || resolve(req.TSNET_STATE_DIR || '/var/lib/tsnet') !== resolve(runtime.stateDir)) {
+        if (!req || !['tsbridge', 'tsipam', 'tsmacvlan', 'tsoverlay'].includes(req.type) || resolve(req.TSNET_STATE_DIR || '/var/lib/tsnet') !== resolve(runtime.stateDir)) {
           conn.end('F');
           return;
         }

@@ -6,7 +6,7 @@ import { Forwarder } from '../dns/forward.js';
 import { RecordBook } from '../dns/records.js';
 import { DnsServer } from '../dns/server.js';
 import type { Logger } from '../drivers/driver.js';
-import { isBridgeNetwork, type EndpointRecord, type NetworkObserver, type NetworkRecord } from './network-service.js';
+import { hasGatewayBridge, type EndpointRecord, type NetworkObserver, type NetworkRecord } from './network-service.js';
 
 export interface DnsOptions {
   port?: number;
@@ -21,6 +21,8 @@ export class DnsService implements NetworkObserver {
   readonly records: RecordBook;
   readonly forwarder: Forwarder;
   readonly server: DnsServer;
+  /** Record keys of remote (other hosts') endpoints per network. */
+  private readonly remote = new Map<string, Set<string>>();
 
   constructor(opts: DnsOptions) {
     this.records = new RecordBook(opts.domain);
@@ -44,7 +46,7 @@ export class DnsService implements NetworkObserver {
   }
 
   async networkAdded(n: NetworkRecord): Promise<void> {
-    if (!isBridgeNetwork(n)) return; // no gateway address to listen on
+    if (!hasGatewayBridge(n)) return; // no gateway address to listen on
     await this.server.addNetwork({
       id: n.id,
       listen: n.state.gateways.map(plain),
@@ -68,6 +70,20 @@ export class DnsService implements NetworkObserver {
       ...(ep.spec.address4 ? { ipv4: plain(ep.spec.address4) } : {}),
       ...(ep.spec.address6 ? { ipv6: plain(ep.spec.address6) } : {}),
     });
+  }
+
+  /** Endpoints of the same overlay network on other hosts (tsoverlay's peer sync reports them). */
+  setRemoteEndpoints(networkId: string, remote: ReadonlyArray<{ id: string; names: string[]; ip4?: string; ip6?: string }>): void {
+    const before = this.remote.get(networkId) ?? new Set<string>();
+    const now = new Set<string>();
+    for (const e of remote) {
+      const key = `remote:${e.id}`;
+      now.add(key);
+      this.records.setEndpoint(networkId, key, { names: e.names, ...(e.ip4 ? { ipv4: e.ip4 } : {}), ...(e.ip6 ? { ipv6: e.ip6 } : {}) });
+    }
+    for (const key of before) if (!now.has(key)) this.records.removeEndpoint(networkId, key);
+    if (now.size) this.remote.set(networkId, now);
+    else this.remote.delete(networkId);
   }
 
   endpointRemoved(networkId: string, id: string): void {

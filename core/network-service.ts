@@ -10,6 +10,7 @@ import type { DriverContext, EndpointSpec, JoinPlan, NetworkSpec } from '../driv
 import { bridgeDriver, type BridgeEndpointState, type BridgeNetworkState } from '../drivers/bridge/index.js';
 import { plainDriver, type PlainEndpointState, type PlainNetworkState } from '../drivers/plain/index.js';
 import { macvlanDriver, type MacvlanEndpointState, type MacvlanNetworkState } from '../drivers/macvlan/index.js';
+import { overlayDriver, type OverlayEndpointState, type OverlayNetworkState } from '../drivers/overlay/index.js';
 import { PortReserver, type PortBindingRequest, type PublishedPort } from '../drivers/shared/ports.js';
 import { flushConntrack } from '../kernel/firewall/conntrack.js';
 
@@ -21,12 +22,19 @@ interface RecordBase {
 
 export type NetworkRecord =
   | (RecordBase & { driver: 'tsbridge'; state: BridgeNetworkState })
+  | (RecordBase & { driver: 'tsoverlay'; state: OverlayNetworkState })
   | (RecordBase & { driver: 'tsmacvlan'; state: MacvlanNetworkState })
   | (RecordBase & { driver: 'tsnull' | 'tshost'; state: PlainNetworkState });
 
 export type BridgeNetworkRecord = Extract<NetworkRecord, { driver: 'tsbridge' }>;
 
+export type OverlayNetworkRecord = Extract<NetworkRecord, { driver: 'tsoverlay' }>;
+
 export const isBridgeNetwork = (n: NetworkRecord): n is BridgeNetworkRecord => n.driver === 'tsbridge';
+export const isOverlayNetwork = (n: NetworkRecord): n is OverlayNetworkRecord => n.driver === 'tsoverlay';
+
+/** Networks with a bridge of ours holding a gateway: they publish ports, NAT and serve DNS. */
+export const hasGatewayBridge = (n: NetworkRecord): n is BridgeNetworkRecord | OverlayNetworkRecord => isBridgeNetwork(n) || isOverlayNetwork(n);
 
 /** The bridge state of an endpoint of a tsbridge network (CNI and port publishing use only those). */
 export function bridgeEndpoint(ep: EndpointRecord): BridgeEndpointState {
@@ -51,7 +59,7 @@ export interface EndpointRecord {
   id: string;
   networkId: string;
   spec: EndpointSpec;
-  state: BridgeEndpointState | MacvlanEndpointState | PlainEndpointState;
+  state: BridgeEndpointState | OverlayEndpointState | MacvlanEndpointState | PlainEndpointState;
   sandboxKey?: string;
   joined: boolean;
   /** Published ports, programmed by programExternal and removed by revokeExternal. */
@@ -112,7 +120,10 @@ export class NetworkService {
     const nets = await this.listNetworks();
     const eps = await this.listEndpoints();
     await this.ctx.firewall.apply(
-      nets.filter(isBridgeNetwork).map((n) => bridgeDriver.firewallView(n.state, eps.filter((e) => e.networkId === n.id).flatMap((e) => e.ports ?? []))),
+      nets.filter(hasGatewayBridge).map((n) => {
+        const ports = eps.filter((e) => e.networkId === n.id).flatMap((e) => e.ports ?? []);
+        return isBridgeNetwork(n) ? bridgeDriver.firewallView(n.state, ports) : overlayDriver.firewallView(n.state, ports);
+      }),
       opts,
     );
   }
@@ -140,12 +151,13 @@ export class NetworkService {
         if (!ep) throw new NetError('NOT_FOUND', `endpoint ${id.slice(0, 12)} is not known to tsnet`);
         if (ep.ports?.length) return ep.ports; // Docker sends Program again when the gateway endpoint changes back
         if (!requests.length) return []; // nothing to publish: no store write, no firewall render
-        if (!isBridgeNetwork(n)) throw new NetError('UNSUPPORTED_OPTION', `${n.driver} networks cannot publish ports`);
+        if (!hasGatewayBridge(n)) throw new NetError('UNSUPPORTED_OPTION', `${n.driver} networks cannot publish ports`);
+        const bindIpv4 = isBridgeNetwork(n) ? n.state.opts.hostBindingIpv4 : undefined;
         const published: PublishedPort[] = [];
         const c4 = ep.spec.address4?.split('/')[0];
         const c6 = ep.spec.address6?.split('/')[0];
         for (const r of requests) {
-          const hostIps = r.hostIp ? [r.hostIp] : [n.state.opts.hostBindingIpv4 ?? '0.0.0.0', ...(c6 && !n.state.opts.hostBindingIpv4 ? ['::'] : [])];
+          const hostIps = r.hostIp ? [r.hostIp] : [bindIpv4 ?? '0.0.0.0', ...(c6 && !bindIpv4 ? ['::'] : [])];
           let chosen: number | undefined;
           for (const hostIp of hostIps) {
             const family = hostIp.includes(':') ? 6 : 4;
@@ -223,6 +235,7 @@ export class NetworkService {
         // Validate everything before touching the kernel.
         const driver = spec.driver ?? 'tsbridge';
         if (driver === 'tsbridge') bridgeDriver.parseOptions(spec.rawOptions);
+        else if (driver === 'tsoverlay') overlayDriver.parseOptions(spec.rawOptions);
         else if (driver === 'tsmacvlan') macvlanDriver.parseOptions(spec.rawOptions);
         else plainDrivers[driver].parseOptions(spec.rawOptions);
         const others = await this.listNetworks();
@@ -235,6 +248,12 @@ export class NetworkService {
         const createdAt = new Date().toISOString();
         if (driver === 'tsbridge') {
           const state = await bridgeDriver.createNetwork(this.ctx, spec, tx);
+          await sysctlSet(this.ctx.host.netns, 'net.ipv4.ip_forward', '1');
+          if (spec.enableIPv6) await sysctlSet(this.ctx.host.netns, 'net.ipv6.conf.all.forwarding', '1');
+          rec = { id: spec.id, driver, spec, state, createdAt };
+        } else if (driver === 'tsoverlay') {
+          const taken = others.flatMap((o) => (isOverlayNetwork(o) ? [o.state] : []));
+          const state = await overlayDriver.createNetwork(this.ctx, spec, tx, taken);
           await sysctlSet(this.ctx.host.netns, 'net.ipv4.ip_forward', '1');
           if (spec.enableIPv6) await sysctlSet(this.ctx.host.netns, 'net.ipv6.conf.all.forwarding', '1');
           rec = { id: spec.id, driver, spec, state, createdAt };
@@ -265,6 +284,9 @@ export class NetworkService {
       if (isBridgeNetwork(n)) {
         for (const [, ep] of eps) await bridgeDriver.deleteEndpoint(this.ctx, bridgeEndpoint(ep));
         await bridgeDriver.deleteNetwork(this.ctx, n.state);
+      } else if (isOverlayNetwork(n)) {
+        for (const [, ep] of eps) await overlayDriver.deleteEndpoint(this.ctx, n.state, ep.id, ep.state as OverlayEndpointState);
+        await overlayDriver.deleteNetwork(this.ctx, n.state);
       } else if (n.driver === 'tsmacvlan') {
         for (const [, ep] of eps) if ('ifName' in ep.state) await macvlanDriver.deleteEndpoint(this.ctx, ep.state);
         const parent = n.state.opts.parent;
@@ -289,10 +311,19 @@ export class NetworkService {
         if (existing) throw new NetError('ALREADY_EXISTS', `endpoint ${spec.id.slice(0, 12)} exists`);
         const state = isBridgeNetwork(n)
           ? await bridgeDriver.createEndpoint(this.ctx, n.state, spec, tx)
+          : isOverlayNetwork(n)
+            ? await overlayDriver.createEndpoint(this.ctx, n.state, spec, tx)
           : n.driver === 'tsmacvlan'
             ? await macvlanDriver.createEndpoint(this.ctx, n.state, spec, tx)
             : await plainDrivers[n.driver].createEndpoint(this.ctx, n.state, spec);
-        const rec: EndpointRecord = { id: spec.id, networkId: spec.networkId, spec, state, joined: false };
+        // tsoverlay allocates cluster-wide when the front-end brought no address (CNI).
+        const assigned = 'address4' in state || 'address6' in state ? state as OverlayEndpointState : undefined;
+        const fullSpec: EndpointSpec = {
+          ...spec,
+          ...(assigned?.address4 && !spec.address4 ? { address4: assigned.address4 } : {}),
+          ...(assigned?.address6 && !spec.address6 ? { address6: assigned.address6 } : {}),
+        };
+        const rec: EndpointRecord = { id: spec.id, networkId: spec.networkId, spec: fullSpec, state, joined: false };
         await this.store.transact((t) => t.put(K.ep(spec.networkId, spec.id), rec));
         this.ctx.log.info({ network: spec.networkId, endpoint: spec.id, ...('hostIf' in state ? { veth: state.hostIf } : {}) }, 'endpoint created');
         return rec;
@@ -340,6 +371,7 @@ export class NetworkService {
       await this.store.transact((t) => t.put(K.ep(networkId, id), joined));
       await this.notify((o) => o.endpointChanged(joined));
       if (isBridgeNetwork(n)) return bridgeDriver.join(n.state, bridgeEndpoint(ep));
+      if (isOverlayNetwork(n)) return overlayDriver.join(n.state, ep.state as OverlayEndpointState);
       if (n.driver !== 'tsmacvlan') return plainDrivers[n.driver].join();
       if (!('ifName' in ep.state)) throw new NetError('INTERNAL', `endpoint ${id.slice(0, 12)} has no macvlan interface`);
       return macvlanDriver.join(n.state, ep.state);
@@ -361,7 +393,9 @@ export class NetworkService {
     return this.mutex.run(networkId, async () => {
       const ep = await this.getEndpoint(networkId, id);
       if (!ep) return;
-      if ('hostIf' in ep.state) await bridgeDriver.deleteEndpoint(this.ctx, ep.state);
+      const n = await this.getNetwork(networkId);
+      if (n && isOverlayNetwork(n)) await overlayDriver.deleteEndpoint(this.ctx, n.state, id, ep.state as OverlayEndpointState);
+      else if ('hostIf' in ep.state) await bridgeDriver.deleteEndpoint(this.ctx, ep.state);
       else if ('ifName' in ep.state) await macvlanDriver.deleteEndpoint(this.ctx, ep.state);
       await this.store.transact((t) => t.delete(K.ep(networkId, id)));
       await this.notify((o) => o.endpointRemoved(networkId, id));

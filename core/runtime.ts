@@ -8,11 +8,15 @@ import { IptablesFirewall } from '../kernel/firewall/iptables.js';
 import { NetlinkHandle } from '../kernel/netlink.js';
 import { Ipam } from '../ipam/ipam.js';
 import { SqliteStore } from '../store/sqlite-store.js';
-import { NetworkService } from './network-service.js';
+import { isOverlayNetwork, NetworkService } from './network-service.js';
 import { hostNetworks } from './host-networks.js';
 import { DnsService } from './dns-service.js';
 import { DockerNames } from '../cnm/docker-names.js';
 import { DEFAULT_CNI_SOCKET, startCniServer } from '../cni/server.js';
+import { EtcdCluster, IPAM_OWNER } from '../store/etcd-cluster.js';
+import { OverlayService } from './overlay-service.js';
+import { randomUUID } from 'node:crypto';
+import { NetError } from '../kernel/errors.js';
 
 export interface DaemonOptions {
   pluginDir: string;
@@ -26,12 +30,22 @@ export interface DaemonOptions {
   dockerSocket?: string;
   /** Where installed CNI plugins reach the daemon. */
   cniSocket?: string;
+  /** etcd endpoints ("host:port"): enables tsoverlay. */
+  clusterStore?: string[];
+  /** This host's underlay address (the VTEP); required with clusterStore. */
+  advertiseAddr?: string;
+  /** Seconds a silent host keeps its entries (default 10). */
+  leaseTtl?: number;
+  /** Seconds before a dead host's addresses are freed (default 60). */
+  graceSeconds?: number;
 }
 
 export interface Daemon {
   networks: NetworkService;
   ipam: Ipam;
   dns: DnsService;
+  cluster?: EtcdCluster;
+  overlay?: OverlayService;
   stop(): Promise<void>;
 }
 
@@ -41,7 +55,32 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
   const host = await NetlinkHandle.open();
   const firewall = new IptablesFirewall();
   const ipam = new Ipam(store, { hostNetworks: () => hostNetworks(host), log: (msg, f) => log.warn(f ?? {}, msg) });
-  const networks = new NetworkService(store, { host, firewall, log });
+  let cluster: EtcdCluster | undefined;
+  if (opts.clusterStore?.length) {
+    if (!opts.advertiseAddr) throw new NetError('INVALID_ARGUMENT', '--cluster-store needs --advertise-addr IP (this host\'s underlay address, used as its VTEP)');
+    if (!(await host.addrList()).some((a) => a.ip === opts.advertiseAddr)) {
+      throw new NetError('INVALID_ARGUMENT', `--advertise-addr ${opts.advertiseAddr} is not an address of this host`);
+    }
+    // The host id outlives restarts (kept in the local store), so a returning host is recognised.
+    const hostId = await store.transact((t) => {
+      const have = t.get<string>('cluster/host-id');
+      if (have) return have;
+      const id = randomUUID();
+      t.put('cluster/host-id', id);
+      return id;
+    });
+    cluster = new EtcdCluster({
+      endpoints: opts.clusterStore, hostId, vtep: opts.advertiseAddr, log,
+      ...(opts.leaseTtl ? { leaseTtl: opts.leaseTtl } : {}),
+      ...(opts.graceSeconds !== undefined ? { graceSeconds: opts.graceSeconds } : {}),
+    });
+    // Start even if etcd is away: local networks work, and registration is retried.
+    await cluster.start().catch((e) => {
+      log.warn({ err: (e as Error).message }, 'cluster store unreachable at start; will keep trying');
+      void cluster!.republish();
+    });
+  }
+  const networks = new NetworkService(store, { host, firewall, log, ...(cluster ? { cluster } : {}) });
   const dns = new DnsService({
     log,
     ...(opts.dnsPort !== undefined ? { port: opts.dnsPort } : {}),
@@ -51,6 +90,29 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
   // Records come back from the store before any resolver answers.
   await dns.restore(await networks.listNetworks(), await networks.listEndpoints());
   networks.observe(dns);
+  let overlay: OverlayService | undefined;
+  if (cluster) {
+    overlay = new OverlayService(networks, cluster, { host, firewall, log, cluster }, dns, log);
+    await overlay.restore();
+    const c = cluster;
+    // Docker with --ipam-driver tsipam: endpoint addresses of a tsoverlay subnet are taken in the
+    // cluster store, so two hosts never hand out the same one.
+    ipam.setDelegates(async (subnet) => {
+      const n = (await networks.listNetworks()).find((x) => isOverlayNetwork(x) && x.state.subnets4.concat(x.state.subnets6).includes(subnet));
+      if (!n || !isOverlayNetwork(n)) return undefined;
+      const name = n.state.cluster;
+      return {
+        allocate: async (address) => {
+          if (!address) return c.allocateAddress(name, subnet, IPAM_OWNER);
+          const ip = address.split('/')[0]!;
+          await c.claimAddress(name, ip, IPAM_OWNER);
+          return `${ip}/${subnet.split('/')[1]}`;
+        },
+        release: (ip) => c.releaseAddress(name, ip, IPAM_OWNER),
+      };
+    });
+    networks.observe(overlay);
+  }
   // Networks and endpoints live on in the kernel while the daemon is down; the firewall is
   // re-rendered from the store in case it was flushed meanwhile.
   await networks.restorePortReservations();
@@ -62,9 +124,16 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
     networks.gcEndpoints().then(() => networks.syncFirewall({ force: true })).catch((e) => log.error({ err: (e as Error).message }, 'periodic reconcile failed'));
   }, 30_000);
   timer.unref();
+  // Overlay: entries against the store, leftovers, and the addresses of hosts dead past the grace.
+  const clusterTimer = setInterval(() => {
+    if (!overlay || !cluster) return;
+    overlay.reconcile().then(() => cluster!.sweepDeadHosts()).catch((e) => log.warn({ err: (e as Error).message }, 'cluster reconcile failed'));
+  }, Math.min(30, opts.leaseTtl ?? 10) * 1000);
+  clusterTimer.unref();
   const apps: FastifyInstance[] = await startPluginSockets(
     [
       { name: 'tsbridge', implements: ['NetworkDriver'] },
+      { name: 'tsoverlay', implements: ['NetworkDriver'] },
       { name: 'tsmacvlan', implements: ['NetworkDriver'] },
       { name: 'tsnull', implements: ['NetworkDriver'] },
       { name: 'tshost', implements: ['NetworkDriver'] },
@@ -82,14 +151,19 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
     networks,
     ipam,
     dns,
+    ...(cluster ? { cluster } : {}),
+    ...(overlay ? { overlay } : {}),
     async stop() {
       clearInterval(timer);
+      clearInterval(clusterTimer);
       dockerNames.stop();
       // Stop accepting calls, let those in flight finish (fastify close waits), then close the store.
       await Promise.all(apps.map((a) => a.close()));
       await new Promise((r) => cniServer.close(r));
       networks.reserver.closeAll();
       await dns.close();
+      overlay?.close();
+      await cluster?.close();
       await host.close();
       await store.close();
     },

@@ -4,6 +4,7 @@
 import type { IptablesFirewall } from '../kernel/firewall/iptables.js';
 import type { NetlinkHandle } from '../kernel/netlink.js';
 import type { NetnsRef } from '../kernel/types.js';
+import type { ClusterState } from './overlay/cluster.js';
 
 export interface Logger {
   info(obj: object, msg?: string): void;
@@ -16,9 +17,11 @@ export interface DriverContext {
   readonly host: NetlinkHandle;
   readonly firewall: IptablesFirewall;
   readonly log: Logger;
+  /** The cluster store, when the daemon runs with --cluster-store (tsoverlay needs it). */
+  readonly cluster?: ClusterState;
 }
 
-export type DriverName = 'tsbridge' | 'tsmacvlan' | 'tsnull' | 'tshost';
+export type DriverName = 'tsbridge' | 'tsoverlay' | 'tsmacvlan' | 'tsnull' | 'tshost';
 
 export interface NetworkSpec {
   id: string;

@@ -103,7 +103,21 @@ function usable(sub: Subnet, within: Subnet): { lo: bigint; hi: bigint } {
   return { lo, hi };
 }
 
+/** Allocates elsewhere for some pools (tsoverlay subnets: addresses unique across hosts). */
+export interface AddressDelegate {
+  /** Returns "ip/len"; `address` is a static request. */
+  allocate(address: string | undefined): Promise<string>;
+  release(ip: string): Promise<void>;
+}
+
 export class Ipam {
+  private delegateFor: (subnet: string) => Promise<AddressDelegate | undefined> = async () => undefined;
+
+  /** Routes endpoint addresses of matching pools to another allocator (gateways stay local). */
+  setDelegates(resolve: (subnet: string) => Promise<AddressDelegate | undefined>): void {
+    this.delegateFor = resolve;
+  }
+
   private readonly opts: Required<Omit<IpamOptions, 'log'>> & Pick<IpamOptions, 'log'>;
 
   constructor(private readonly store: Store, opts: IpamOptions = {}) {
@@ -259,6 +273,11 @@ export class Ipam {
 
   /** Allocates and returns "ip/prefixLen" (the pool's prefix, as Docker expects). */
   async requestAddress(id: string, req: AddressRequest): Promise<string> {
+    if ((req.kind ?? 'endpoint') === 'endpoint') {
+      const pool = await this.getPool(id);
+      const d = pool ? await this.delegateFor(pool.subnet) : undefined;
+      if (d) return d.allocate(req.address);
+    }
     return this.store.transact((tx) => this.allocate(tx, id, req));
   }
 
@@ -326,6 +345,9 @@ export class Ipam {
 
   /** Frees an address; a missing one is fine. Returns whether something was freed. */
   async releaseAddress(id: string, address: string): Promise<boolean> {
+    const pool = await this.getPool(id);
+    const d = pool ? await this.delegateFor(pool.subnet) : undefined;
+    if (d) await d.release(address.split('/')[0]!);
     return this.store.transact((tx) => this.release(tx, id, address));
   }
 

@@ -28,6 +28,7 @@ export const ERROR_CODES = [
   'ADDRESS_OUT_OF_RANGE', // a requested address is outside the pool
   'PORT_IN_USE', // a host port is published already
   'TRY_AGAIN', // transient: a lock or a peer is busy
+  'UNAVAILABLE', // the cluster store (etcd) cannot be reached; retry when it is back
   'KERNEL', // the kernel refused (see KernelError)
   'INTERNAL', // a bug or an unexpected state
 ] as const;

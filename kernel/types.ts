@@ -31,6 +31,8 @@ export type LinkSpec =
       dev?: LinkId;
       /** Learning off unless asked: FDB entries come from the control plane. */
       learning?: boolean;
+      /** Answer ARP/NDP from the device's neighbour table instead of flooding it to remote VTEPs. */
+      proxy?: boolean;
     })
   | (LinkCommon & { kind: 'macvlan'; parent: LinkId; mode: MacvlanMode })
   | (LinkCommon & { kind: 'vlan'; parent: LinkId; vlanId: number });
@@ -52,6 +54,8 @@ export interface BridgePortFlags {
   hairpin?: boolean;
   isolated?: boolean;
   learning?: boolean;
+  /** Off: frames to unknown MACs are not flooded out of this port (overlay VTEPs). */
+  unicastFlood?: boolean;
 }
 
 export interface Link {
@@ -69,7 +73,7 @@ export interface Link {
   /** IFLA_LINK: the peer of a veth, the parent of a macvlan/vlan (possibly in another netns). */
   parentIndex?: number;
   stats?: LinkStats;
-  vxlan?: { vni: number; port: number; local?: string; learning: boolean; dev?: number };
+  vxlan?: { vni: number; port: number; local?: string; learning: boolean; proxy: boolean; dev?: number };
   macvlan?: { mode: MacvlanMode | number };
   vlan?: { id: number };
   /** Present when the link is a port of a bridge. */

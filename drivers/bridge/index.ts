@@ -3,13 +3,14 @@
 // isolation through the firewall backend.
 
 import { randomBytes } from 'node:crypto';
-import { NetError, isNotFound } from '../../kernel/errors.js';
+import { NetError } from '../../kernel/errors.js';
 import type { FirewallNetwork } from '../../kernel/firewall/iptables.js';
 import { coalesce, type PublishedPort } from '../shared/ports.js';
 import { ifaceSysctl, sysctlSet } from '../../kernel/sysctl.js';
 import type { Tx } from '../../core/tx.js';
 import type { DriverContext, EndpointSpec, JoinPlan, NetworkSpec } from '../driver.js';
 import { gatewayPlan } from '../shared/join.js';
+import { attachVeth, detachVeth, macFromIpv4, type VethEndpointState } from '../shared/veth.js';
 import { type BridgeOptions, parseBridgeOptions } from './options.js';
 
 export interface BridgeNetworkState {
@@ -24,16 +25,9 @@ export interface BridgeNetworkState {
   created: boolean;
 }
 
-export interface BridgeEndpointState {
-  hostIf: string;
-  containerIf: string;
-  mac?: string;
-  /** The container end was created inside the sandbox (CNI), not in the host namespace. */
-  inSandbox?: boolean;
-}
+export type BridgeEndpointState = VethEndpointState;
 
 export const bridgeNameFor = (networkId: string): string => `tsb-${networkId.slice(0, 11)}`;
-const vethNames = (endpointId: string) => ({ host: `tsv${endpointId.slice(0, 12)}`, container: `tsc${endpointId.slice(0, 12)}` });
 
 /** A random locally administered unicast MAC. */
 export function randomMac(): string {
@@ -42,11 +36,7 @@ export function randomMac(): string {
   return [...b].map((x) => x.toString(16).padStart(2, '0')).join(':');
 }
 
-/** Docker's convention: 02:42 followed by the IPv4 address, so MACs are stable and readable. */
-export function macFromIpv4(cidr: string): string {
-  const parts = cidr.split('/')[0]!.split('.').map(Number);
-  return ['02', '42', ...parts.map((p) => p.toString(16).padStart(2, '0'))].join(':');
-}
+export { macFromIpv4 };
 
 export const bridgeDriver = {
   name: 'tsbridge' as const,
@@ -96,38 +86,13 @@ export const bridgeDriver = {
     if (state.created) await ctx.host.linkDelIfExists({ name: state.bridge });
   },
 
-  async createEndpoint(ctx: DriverContext, net: BridgeNetworkState, ep: EndpointSpec, tx: Tx): Promise<BridgeEndpointState> {
-    const names = vethNames(ep.id);
-    const mac = ep.mac || (ep.address4 ? macFromIpv4(ep.address4) : undefined);
-    const mtu = net.opts.mtu;
-    const containerIf = ep.sandbox?.ifName ?? names.container;
-    await ctx.host.linkAdd({
-      kind: 'veth', name: names.host, ...(mtu ? { mtu } : {}),
-      peer: { name: containerIf, ...(mac ? { mac } : {}), ...(mtu ? { mtu } : {}), ...(ep.sandbox ? { netns: ep.sandbox.netns } : {}) },
-    });
-    tx.onUndo(`delete veth ${names.host}`, () => ctx.host.linkDelIfExists({ name: names.host }));
-    // The container end gets its addresses at once; DAD would delay them by seconds.
-    await sysctlSet(ep.sandbox?.netns ?? ctx.host.netns, ifaceSysctl('ipv6', containerIf, 'accept_dad'), '0').catch(() => undefined);
-    await ctx.host.linkSet({ name: names.host }, { master: { name: net.bridge }, up: true });
-    // Hairpin lets a container reach its own published port through the host address.
-    await ctx.host.bridgePortSet({ name: names.host }, { hairpin: true });
-    return { hostIf: names.host, containerIf: containerIf, ...(mac ? { mac } : {}), ...(ep.sandbox ? { inSandbox: true } : {}) };
+  createEndpoint(ctx: DriverContext, net: BridgeNetworkState, ep: EndpointSpec, tx: Tx): Promise<BridgeEndpointState> {
+    return attachVeth(ctx, net.bridge, net.opts.mtu, ep, tx);
   },
 
   join(net: BridgeNetworkState, ep: BridgeEndpointState): JoinPlan {
     return gatewayPlan(ep.containerIf, net.gateways, net.internal);
   },
 
-  async deleteEndpoint(ctx: DriverContext, ep: BridgeEndpointState): Promise<void> {
-    // After Leave, Docker moves the container end back to the host; deleting either end removes both.
-    // A container end made inside a sandbox is never in the host namespace: only the host end counts.
-    for (const name of ep.inSandbox ? [ep.hostIf] : [ep.hostIf, ep.containerIf]) {
-      try {
-        await ctx.host.linkDel({ name });
-        return;
-      } catch (e) {
-        if (!isNotFound(e)) throw e;
-      }
-    }
-  },
+  deleteEndpoint: detachVeth,
 };

@@ -49,6 +49,7 @@ export function linkCreateAttrs(spec: LinkSpec, nsFd: (path: string) => number, 
         attr.u32(IFLA_VXLAN.ID, spec.vni),
         attr.be16(IFLA_VXLAN.PORT, spec.port ?? 4789),
         attr.u8(IFLA_VXLAN.LEARNING, spec.learning ? 1 : 0),
+        attr.u8(IFLA_VXLAN.PROXY, spec.proxy ? 1 : 0),
       ];
       if (spec.local) {
         data.push(attr.raw(ipFamily(spec.local) === 4 ? IFLA_VXLAN.LOCAL : IFLA_VXLAN.LOCAL6, ipToBytes(spec.local)));
@@ -87,6 +88,7 @@ export function bridgePortAttrs(flags: BridgePortFlags): Attr[] {
   if (flags.hairpin !== undefined) inner.push(attr.u8(IFLA_BRPORT.MODE, flags.hairpin ? 1 : 0));
   if (flags.isolated !== undefined) inner.push(attr.u8(IFLA_BRPORT.ISOLATED, flags.isolated ? 1 : 0));
   if (flags.learning !== undefined) inner.push(attr.u8(IFLA_BRPORT.LEARNING, flags.learning ? 1 : 0));
+  if (flags.unicastFlood !== undefined) inner.push(attr.u8(IFLA_BRPORT.UNICAST_FLOOD, flags.unicastFlood ? 1 : 0));
   return [attr.nest(IFLA.PROTINFO, inner)];
 }
 
@@ -136,6 +138,7 @@ export function parseLink(payload: Buffer): Link {
         vni: data.u32(IFLA_VXLAN.ID) ?? 0,
         port: data.be16(IFLA_VXLAN.PORT) ?? 0,
         learning: (data.u8(IFLA_VXLAN.LEARNING) ?? 0) !== 0,
+        proxy: (data.u8(IFLA_VXLAN.PROXY) ?? 0) !== 0,
         ...(local ? { local: bytesToIp(local) } : {}),
         ...(dev ? { dev } : {}),
       };
@@ -151,6 +154,7 @@ export function parseLink(payload: Buffer): Link {
         hairpin: (port?.u8(IFLA_BRPORT.MODE) ?? 0) !== 0,
         isolated: (port?.u8(IFLA_BRPORT.ISOLATED) ?? 0) !== 0,
         learning: (port?.u8(IFLA_BRPORT.LEARNING) ?? 1) !== 0,
+        unicastFlood: (port?.u8(IFLA_BRPORT.UNICAST_FLOOD) ?? 1) !== 0,
       };
     }
   }

@@ -62,7 +62,7 @@ describe.skipIf(!isRoot)('netlink handle (root, throwaway namespaces)', () => {
     const slave = link('p0').linkinfo.info_slave_data;
     expect(slave).toMatchObject({ hairpin: true, isolated: true, learning: false });
     const parsed = await nl.linkGet({ name: 'p0' });
-    expect(parsed.bridgePort).toEqual({ hairpin: true, isolated: true, learning: false });
+    expect(parsed.bridgePort).toEqual({ hairpin: true, isolated: true, learning: false, unicastFlood: true });
     expect(parsed.master).toBe((await nl.linkGet({ name: 'br-t' })).index);
 
     await nl.linkSet({ name: 'p0' }, { master: null, up: false });

@@ -1,0 +1,42 @@
+// tsoverlay network options. Unknown keys are refused, as for tsbridge.
+
+import { NetError } from '../../kernel/errors.js';
+
+export interface OverlayOptions {
+  /** The name that identifies the network on every host (Docker gives each host its own id). */
+  clusterNetwork?: string;
+  vni?: number;
+  mtu?: number;
+}
+
+export const OVERLAY_OPTION_KEYS = ['tsnet.cluster_network', 'vni', 'com.docker.network.driver.mtu'] as const;
+
+export const CLUSTER_NAME_RE = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$/;
+
+export function parseOverlayOptions(raw: Record<string, string>): OverlayOptions {
+  const opts: OverlayOptions = {};
+  for (const [key, value] of Object.entries(raw)) {
+    if (typeof value !== 'string') throw new NetError('INVALID_ARGUMENT', `option ${key} must be a string`);
+    switch (key) {
+      case 'tsnet.cluster_network':
+        if (!CLUSTER_NAME_RE.test(value)) throw new NetError('INVALID_ARGUMENT', `option ${key} must be 1-63 characters of letters, digits, '_', '.', '-', not ${JSON.stringify(value.slice(0, 80))}`);
+        opts.clusterNetwork = value;
+        break;
+      case 'vni': {
+        const vni = Number(value);
+        if (!/^\d+$/.test(value) || vni < 1 || vni > 0xffffff) throw new NetError('INVALID_ARGUMENT', `option vni must be a number from 1 to 16777215, not ${JSON.stringify(value.slice(0, 80))}`);
+        opts.vni = vni;
+        break;
+      }
+      case 'com.docker.network.driver.mtu': {
+        const mtu = Number(value);
+        if (!Number.isInteger(mtu) || mtu < 1280 || mtu > 65535) throw new NetError('INVALID_ARGUMENT', `option ${key} must be an MTU between 1280 and 65535`);
+        opts.mtu = mtu;
+        break;
+      }
+      default:
+        throw new NetError('UNSUPPORTED_OPTION', `tsoverlay does not know option ${JSON.stringify(key.slice(0, 80))}; known: ${OVERLAY_OPTION_KEYS.join(', ')}`);
+    }
+  }
+  return opts;
+}

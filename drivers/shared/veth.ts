@@ -1,0 +1,53 @@
+// The endpoint of a bridge-based driver (tsbridge, tsoverlay): a veth pair whose host end is a
+// port of the network's bridge and whose other end goes to the container.
+
+import { isNotFound } from '../../kernel/errors.js';
+import { ifaceSysctl, sysctlSet } from '../../kernel/sysctl.js';
+import type { Tx } from '../../core/tx.js';
+import type { DriverContext, EndpointSpec } from '../driver.js';
+
+export interface VethEndpointState {
+  hostIf: string;
+  containerIf: string;
+  mac?: string;
+  /** The container end was created inside the sandbox (CNI), not in the host namespace. */
+  inSandbox?: boolean;
+}
+
+const vethNames = (endpointId: string) => ({ host: `tsv${endpointId.slice(0, 12)}`, container: `tsc${endpointId.slice(0, 12)}` });
+
+/** Docker's convention: 02:42 followed by the IPv4 address, so MACs are stable and readable. */
+export function macFromIpv4(cidr: string): string {
+  const parts = cidr.split('/')[0]!.split('.').map(Number);
+  return ['02', '42', ...parts.map((p) => p.toString(16).padStart(2, '0'))].join(':');
+}
+
+export async function attachVeth(ctx: DriverContext, bridge: string, mtu: number | undefined, ep: EndpointSpec, tx: Tx): Promise<VethEndpointState> {
+  const names = vethNames(ep.id);
+  const mac = ep.mac || (ep.address4 ? macFromIpv4(ep.address4) : undefined);
+  const containerIf = ep.sandbox?.ifName ?? names.container;
+  await ctx.host.linkAdd({
+    kind: 'veth', name: names.host, ...(mtu ? { mtu } : {}),
+    peer: { name: containerIf, ...(mac ? { mac } : {}), ...(mtu ? { mtu } : {}), ...(ep.sandbox ? { netns: ep.sandbox.netns } : {}) },
+  });
+  tx.onUndo(`delete veth ${names.host}`, () => ctx.host.linkDelIfExists({ name: names.host }));
+  // The container end gets its addresses at once; DAD would delay them by seconds.
+  await sysctlSet(ep.sandbox?.netns ?? ctx.host.netns, ifaceSysctl('ipv6', containerIf, 'accept_dad'), '0').catch(() => undefined);
+  await ctx.host.linkSet({ name: names.host }, { master: { name: bridge }, up: true });
+  // Hairpin lets a container reach its own published port through the host address.
+  await ctx.host.bridgePortSet({ name: names.host }, { hairpin: true });
+  return { hostIf: names.host, containerIf, ...(mac ? { mac } : {}), ...(ep.sandbox ? { inSandbox: true } : {}) };
+}
+
+/** After Leave, Docker moves the container end back to the host; deleting either end removes both. */
+export async function detachVeth(ctx: DriverContext, ep: VethEndpointState): Promise<void> {
+  // A container end made inside a sandbox is never in the host namespace: only the host end counts.
+  for (const name of ep.inSandbox ? [ep.hostIf] : [ep.hostIf, ep.containerIf]) {
+    try {
+      await ctx.host.linkDel({ name });
+      return;
+    } catch (e) {
+      if (!isNotFound(e)) throw e;
+    }
+  }
+}
