@@ -94,10 +94,14 @@ export class ClusterLab {
   async up(n: number): Promise<void> {
     ClusterLab.down(this.opts.prefix);
     mkdirSync(`/tmp/${this.opts.prefix}-lab`, { recursive: true });
-    sh('ip', ['link', 'add', this.underlay, 'type', 'bridge']);
+    // A fixed MAC: a bridge without one takes its lowest port MAC, which changes as hosts join,
+    // and hosts would keep sending to a stale ARP entry for the etcd address.
+    sh('ip', ['link', 'add', this.underlay, 'address', `02:74:73:00:${this.opts.net.toString(16).padStart(2, '0')}:01`, 'type', 'bridge']);
     sh('ip', ['addr', 'add', `${this.gatewayIp}/24`, 'dev', this.underlay]);
     sh('ip', ['link', 'set', this.underlay, 'up']);
-    // The underlay is a plain switch: Docker's br_netfilter must not filter VXLAN between hosts.
+    // The underlay is a plain switch, but with br_netfilter loaded (dockerd loads it) bridged
+    // frames cross the root namespace's FORWARD chain, whose policy Docker may set to DROP.
+    sh('iptables', ['-I', 'FORWARD', '-i', this.underlay, '-o', this.underlay, '-j', 'ACCEPT', '-m', 'comment', '--comment', `${this.opts.prefix} lab underlay`]);
     this.save();
     await this.startEtcd();
     for (let i = 1; i <= n; i++) await this.addHost(i);
@@ -119,7 +123,7 @@ export class ClusterLab {
     p.unref();
     this.etcdPid = p.pid;
     this.save();
-    await waitFor(() => succeeds('curl', ['-sf', `http://127.0.0.1:${port}/health`]), 'etcd', 30_000);
+    await waitFor(() => succeeds('curl', ['-sf', `http://${this.gatewayIp}:${port}/health`]), 'etcd', 30_000);
   }
 
   /** Stops etcd (SIGTERM); its data stays for startEtcd() to resume. */
@@ -156,6 +160,21 @@ export class ClusterLab {
     this.save();
     await this.startDaemon(h);
     return h;
+  }
+
+  /** An "outside" machine on the underlay (no route to any overlay subnet: replies need NAT). */
+  outside(): { ns: string; ip: string } {
+    const ns = `${this.opts.prefix}out`;
+    const ip = `10.${this.opts.net}.0.250`;
+    if (!existsSync(`/run/netns/${ns}`)) {
+      sh('ip', ['netns', 'add', ns]);
+      sh('ip', ['link', 'add', `${this.opts.prefix}uo`, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', ns]);
+      sh('ip', ['link', 'set', `${this.opts.prefix}uo`, 'master', this.underlay, 'up']);
+      sh('ip', ['-n', ns, 'addr', 'add', `${ip}/24`, 'dev', 'eth0']);
+      sh('ip', ['-n', ns, 'link', 'set', 'eth0', 'up']);
+      sh('ip', ['-n', ns, 'link', 'set', 'lo', 'up']);
+    }
+    return { ns, ip };
   }
 
   host(i: number): LabHost {
@@ -292,6 +311,8 @@ export class ClusterLab {
     for (const l of JSON.parse(sh('ip', ['-j', 'link', 'show'])) as Array<{ ifname: string }>) {
       if (l.ifname.startsWith(`${prefix}u`)) sh('ip', ['link', 'del', l.ifname], { allowFail: true });
     }
+    const rule = ['FORWARD', '-i', `${prefix}ul0`, '-o', `${prefix}ul0`, '-j', 'ACCEPT', '-m', 'comment', '--comment', `${prefix} lab underlay`];
+    while (succeeds('iptables', ['-D', ...rule]));
     rmSync(`/tmp/${prefix}-lab`, { recursive: true, force: true });
     rmSync(stateFile(prefix), { force: true });
   }

@@ -233,22 +233,34 @@ export class EtcdCluster implements ClusterState {
     throw new NetError('ADDRESS_IN_USE', `address ${ip} of cluster network ${network} is in use by ${owner?.endpoint === 'gateway' ? 'the gateway' : `endpoint ${owner?.endpoint.slice(0, 12)} on host ${owner?.host}`}${owner?.endpoint === 'gateway' ? '' : '; with Docker, create the network with --ipam-driver tsipam so addresses are allocated cluster-wide'}`);
   }
 
-  async allocateAddress(network: string, subnet: string, endpoint: string): Promise<string> {
+  /** Allocations of this process are serialised per network; only other hosts can race us. */
+  private readonly allocChains = new Map<string, Promise<unknown>>();
+
+  allocateAddress(network: string, subnet: string, endpoint: string): Promise<string> {
+    const prev = this.allocChains.get(network) ?? Promise.resolve();
+    const next = prev.catch(() => undefined).then(() => this.allocateOnce(network, subnet, endpoint));
+    this.allocChains.set(network, next);
+    void next.finally(() => {
+      if (this.allocChains.get(network) === next) this.allocChains.delete(network);
+    }).catch(() => undefined);
+    return next;
+  }
+
+  private async allocateOnce(network: string, subnet: string, endpoint: string): Promise<string> {
     const s = parseSubnet(subnet);
     const prefix = this.k.addrs(network);
-    for (let attempt = 0; attempt < 20; attempt++) {
+    for (let attempt = 0; attempt < 30; attempt++) {
       const taken = new Set((await this.call('list addresses', () => this.client.getAll().prefix(prefix).keys())).map((k) => k.slice(prefix.length)));
-      // The network address, and the IPv4 broadcast, are never handed out.
+      // The network address, and the IPv4 broadcast, are never handed out. Hosts racing for the
+      // lowest free address would collide every time: each picks at random among the first few.
       const last = s.family === 4 ? s.last - 1n : s.last;
-      let pick: string | undefined;
-      for (let v = s.first + 1n; v <= last; v++) {
+      const free: string[] = [];
+      for (let v = s.first + 1n; v <= last && free.length < 16; v++) {
         const ip = bigToIp(s.family, v);
-        if (!taken.has(ip)) {
-          pick = ip;
-          break;
-        }
+        if (!taken.has(ip)) free.push(ip);
       }
-      if (!pick) throw new NetError('POOL_EXHAUSTED', `no free address left in ${subnet} of cluster network ${network}`);
+      if (!free.length) throw new NetError('POOL_EXHAUSTED', `no free address left in ${subnet} of cluster network ${network}`);
+      const pick = free[attempt === 0 ? 0 : Math.floor(Math.random() * free.length)]!;
       try {
         await this.claimAddress(network, pick, endpoint);
         return `${pick}/${s.prefixLen}`;

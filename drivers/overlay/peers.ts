@@ -11,7 +11,7 @@
 // VXLAN device that its proxy answers from. Per remote member: an all-zeros FDB entry, which
 // replicates broadcast to that host only.
 
-import { NTF, NUD } from '../../kernel/nl/constants.js';
+import { NUD } from '../../kernel/nl/constants.js';
 import type { NeighInfo } from '../../kernel/types.js';
 import type { DriverContext } from '../driver.js';
 import type { ClusterEndpoint, ClusterState } from './cluster.js';
@@ -114,9 +114,10 @@ export class OverlayPeers {
 
     // What the kernel has now.
     const fdb = await h.neighList({ family: 'bridge', link: { index: vx.index } });
-    const haveSelf = fdb.filter((n) => n.flags & NTF.SELF && n.mac && n.ip);
+    // The bridge reports its entries with NDA_MASTER; the VXLAN device's own carry a destination.
+    const haveSelf = fdb.filter((n) => n.master === undefined && n.mac && n.ip);
     // Static bridge entries we made; the port's own (permanent, local) entry is not ours.
-    const haveMaster = fdb.filter((n) => n.flags & NTF.MASTER && n.mac && !(n.state & NUD.PERMANENT) && n.mac !== vx.mac);
+    const haveMaster = fdb.filter((n) => n.master !== undefined && n.mac && !(n.state & NUD.PERMANENT) && n.mac !== vx.mac);
     const haveNeigh: NeighInfo[] = [
       ...(await h.neighList({ family: 4, link: { index: vx.index } })),
       ...(state.subnets6.length ? await h.neighList({ family: 6, link: { index: vx.index } }) : []),
