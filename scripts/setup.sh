@@ -4,7 +4,8 @@
 #   scripts/setup.sh          runtime needs (iproute2 for tests' checks aside, iptables for NAT)
 #   scripts/setup.sh --test   also what the tests and benchmarks drive: Docker Engine, containerd,
 #                             CNI reference plugins, etcd, busybox (the imported image), dnsmasq,
-#                             iperf3, dnsperf, ping, curl
+#                             iperf3, dnsperf, ping, curl, tcpdump (underlay captures)
+#   scripts/setup.sh --lab    what the multi-host testbed needs: etcd, curl, ping
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -17,7 +18,9 @@ fi
 
 packages=(iptables iproute2 procps conntrack)
 if [ "${1:-}" = "--test" ]; then
-  packages+=(iputils-ping curl docker.io busybox-static containerd containernetworking-plugins etcd-server dnsmasq-base iperf3 dnsperf)
+  packages+=(iputils-ping curl docker.io busybox-static containerd containernetworking-plugins etcd-server dnsmasq-base iperf3 dnsperf tcpdump)
+elif [ "${1:-}" = "--lab" ]; then
+  packages+=(iputils-ping curl etcd-server)
 fi
 
 missing=()
