@@ -185,8 +185,10 @@ export class ClusterLab {
 
   async startDaemon(h: LabHost): Promise<void> {
     const log = openSync(join(h.dir, 'daemon.log'), 'a');
-    const p = spawn('ip', [
-      'netns', 'exec', h.ns, process.execPath, join(ROOT, 'dist/bin/tsnet.js'), 'serve',
+    // nsenter --net, not `ip netns exec`: the latter gives the daemon a mount namespace of its own,
+    // and the /run/netns entries it makes for overlay networks would be invisible outside it.
+    const p = spawn('nsenter', [
+      `--net=/run/netns/${h.ns}`, process.execPath, join(ROOT, 'dist/bin/tsnet.js'), 'serve',
       '--state-dir', h.stateDir, '--plugin-dir', h.pluginDir, '--cni-socket', h.cniSocket,
       '--cluster-store', this.etcdUrl, '--advertise-addr', h.ip,
       '--lease-ttl', String(this.opts.leaseTtl ?? 3), '--cluster-grace', String(this.opts.graceSeconds ?? 10),
@@ -305,7 +307,10 @@ export class ClusterLab {
     if (st?.etcdPid) killTree(st.etcdPid);
     // Daemons started by an earlier lab whose state file is gone.
     spawnSync('pkill', ['-9', '-f', `/tmp/${prefix}-lab/`]);
-    for (const ns of sh('ip', ['netns', 'list']).split('\n').map((l) => l.split(' ')[0]!).filter((n) => n.startsWith(prefix))) {
+    // Overlay namespaces the lab's daemons made are named after their VTEP (10.<net>.0.x).
+    const net = st?.hosts[0]?.ip.split('.')[1];
+    const ovl = net ? `tsovl-0a${Number(net).toString(16).padStart(2, '0')}00` : undefined;
+    for (const ns of sh('ip', ['netns', 'list']).split('\n').map((l) => l.split(' ')[0]!).filter((n) => n.startsWith(prefix) || (ovl && n.startsWith(ovl)))) {
       sh('ip', ['netns', 'del', ns], { allowFail: true });
     }
     for (const l of JSON.parse(sh('ip', ['-j', 'link', 'show'])) as Array<{ ifname: string }>) {

@@ -9,6 +9,7 @@ import { benchDocker } from './docker.js';
 import { benchScale } from './scale.js';
 import { benchIpam } from './ipam.js';
 import { benchNetlink } from './netlink.js';
+import { benchOverlay } from './overlay.js';
 import type { BenchOptions, BenchResult } from './types.js';
 
 const BENCHES: Record<string, (o: BenchOptions) => Promise<BenchResult[]>> = {
@@ -19,6 +20,7 @@ const BENCHES: Record<string, (o: BenchOptions) => Promise<BenchResult[]>> = {
   docker: benchDocker,
   scale: benchScale,
   datapath: benchDatapath,
+  overlay: benchOverlay,
 };
 
 function ratio(r: BenchResult): number | null {

@@ -11,6 +11,8 @@ import { Tx } from '../core/tx.js';
 import { applyInSandbox, removeFromSandbox } from '../drivers/shared/sandbox.js';
 import { NetlinkHandle } from '../kernel/netlink.js';
 import { withFileLock } from '../store/file-lock.js';
+import { OVERLAY_VXLAN } from '../drivers/overlay/index.js';
+import { overlayHandle } from '../drivers/overlay/netns.js';
 import { parseSubnet } from '../ipam/subnet.js';
 import { endpointIdFor, type CniRuntime } from './commands.js';
 import { parseCniArgs, requestedAddress, type BridgeConf } from './conf.js';
@@ -139,7 +141,8 @@ export async function overlayCheck(rt: CniRuntime, env: CniEnv, conf: BridgeConf
   for (const want of [ep.spec.address4, ep.spec.address6].filter((x): x is string => !!x)) {
     if (!have.includes(want)) throw new CniError(CNI_CODES.INTERNAL, `address ${want} is missing on ${env.ifName} (has ${have.join(', ') || 'none'})`);
   }
-  if (!(await rt.host.linkFind({ name: net.state.vxlan }))) throw new CniError(CNI_CODES.INTERNAL, `VXLAN device ${net.state.vxlan} is missing`);
+  const ovl = await overlayHandle(net.state.netns).catch(() => undefined);
+  if (!ovl || !(await ovl.linkFind({ name: OVERLAY_VXLAN }))) throw new CniError(CNI_CODES.INTERNAL, `VXLAN device of ${conf.name} is missing (namespace ${net.state.netns})`);
 }
 
 /** Removes attachments the runtime no longer lists. */

@@ -10,7 +10,8 @@ import type { DriverContext, EndpointSpec, JoinPlan, NetworkSpec } from '../driv
 import { bridgeDriver, type BridgeEndpointState, type BridgeNetworkState } from '../drivers/bridge/index.js';
 import { plainDriver, type PlainEndpointState, type PlainNetworkState } from '../drivers/plain/index.js';
 import { macvlanDriver, type MacvlanEndpointState, type MacvlanNetworkState } from '../drivers/macvlan/index.js';
-import { overlayDriver, type OverlayEndpointState, type OverlayNetworkState } from '../drivers/overlay/index.js';
+import { overlayHandle } from '../drivers/overlay/netns.js';
+import { overlayDriver, VXLAN_PORT, type OverlayEndpointState, type OverlayNetworkState } from '../drivers/overlay/index.js';
 import { PortReserver, type PortBindingRequest, type PublishedPort } from '../drivers/shared/ports.js';
 import { flushConntrack } from '../kernel/firewall/conntrack.js';
 
@@ -124,7 +125,10 @@ export class NetworkService {
         const ports = eps.filter((e) => e.networkId === n.id).flatMap((e) => e.ports ?? []);
         return isBridgeNetwork(n) ? bridgeDriver.firewallView(n.state, ports) : overlayDriver.firewallView(n.state, ports);
       }),
-      opts,
+      {
+        ...opts,
+        ...(this.ctx.cluster && nets.some(isOverlayNetwork) ? { extras: { untrackVxlan: { vtep: this.ctx.cluster.vtep, port: VXLAN_PORT } } } : {}),
+      },
     );
   }
 
@@ -343,7 +347,10 @@ export class NetworkService {
       if (!('hostIf' in ep.state)) continue; // tsnull/tshost endpoints own nothing in the kernel
       const state = ep.state;
       await this.mutex.run(ep.networkId, async () => {
-        if (await this.ctx.host.linkFind({ name: state.hostIf })) return;
+        const n = await this.getNetwork(ep.networkId);
+        // An overlay endpoint's bridge end lives in the network's own namespace.
+        const side = n && isOverlayNetwork(n) ? await overlayHandle(n.state.netns).catch(() => undefined) : this.ctx.host;
+        if (!side || (await side.linkFind({ name: state.hostIf }))) return;
         if (!state.inSandbox && (await this.ctx.host.linkFind({ name: state.containerIf }))) return;
         await this.store.transact((t) => t.delete(K.ep(ep.networkId, ep.id)));
         await this.notify((o) => o.endpointRemoved(ep.networkId, ep.id));

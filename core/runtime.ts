@@ -15,6 +15,7 @@ import { DockerNames } from '../cnm/docker-names.js';
 import { DEFAULT_CNI_SOCKET, startCniServer } from '../cni/server.js';
 import { EtcdCluster, IPAM_OWNER } from '../store/etcd-cluster.js';
 import { OverlayService } from './overlay-service.js';
+import { closeOverlayHandles } from '../drivers/overlay/netns.js';
 import { randomUUID } from 'node:crypto';
 import { NetError } from '../kernel/errors.js';
 
@@ -163,6 +164,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
       networks.reserver.closeAll();
       await dns.close();
       overlay?.close();
+      await closeOverlayHandles();
       await cluster?.close();
       await host.close();
       await store.close();

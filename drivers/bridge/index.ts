@@ -94,5 +94,5 @@ export const bridgeDriver = {
     return gatewayPlan(ep.containerIf, net.gateways, net.internal);
   },
 
-  deleteEndpoint: detachVeth,
+  deleteEndpoint: (ctx: DriverContext, ep: BridgeEndpointState): Promise<void> => detachVeth(ctx, ep),
 };

@@ -15,6 +15,8 @@ import { coalesce, type PublishedPort } from '../shared/ports.js';
 import { attachVeth, detachVeth, type VethEndpointState } from '../shared/veth.js';
 import type { ClusterState } from './cluster.js';
 import { parseOverlayOptions, type OverlayOptions } from './options.js';
+import { createOverlayNetns, overlayHandle, overlayNetnsName, removeOverlayNetns } from './netns.js';
+import { netnsByName } from '../../kernel/netns.js';
 
 /** The VXLAN header and the outer Ethernet, IP and UDP headers. */
 export const VXLAN_OVERHEAD = 50;
@@ -24,8 +26,10 @@ export interface OverlayNetworkState {
   /** The cluster-wide name. */
   cluster: string;
   vni: number;
+  /** The host-side gateway interface (a veth into the overlay bridge); firewall and DNS use it. */
   bridge: string;
-  vxlan: string;
+  /** This network's namespace, holding OVERLAY_BRIDGE and OVERLAY_VXLAN. */
+  netns: string;
   mtu: number;
   gatewayMac: string;
   gateways: string[];
@@ -41,6 +45,11 @@ export interface OverlayEndpointState extends VethEndpointState {
   address6?: string;
 }
 
+/** Names inside the overlay namespace (it holds one network, so they need no id). */
+export const OVERLAY_BRIDGE = 'br0';
+export const OVERLAY_VXLAN = 'vxlan0';
+const GATEWAY_PEER = 'gw0';
+
 /** The same locally administered MAC for the gateway on every host, derived from the name. */
 export function gatewayMacFor(cluster: string): string {
   const h = createHash('sha256').update(`tsnet-gateway\0${cluster}`).digest();
@@ -48,7 +57,7 @@ export function gatewayMacFor(cluster: string): string {
   return [...h.subarray(0, 6)].map((b) => b.toString(16).padStart(2, '0')).join(':');
 }
 
-export const overlayNames = (vni: number) => ({ bridge: `tso-${vni}`, vxlan: `tsx-${vni}` });
+export const gatewayIfFor = (vni: number): string => `tso-${vni}`;
 
 function needCluster(ctx: DriverContext): ClusterState {
   if (!ctx.cluster) throw new NetError('UNSUPPORTED_OPTION', 'tsoverlay needs a cluster store: start the daemon with --cluster-store etcd://HOST:PORT --advertise-addr IP');
@@ -95,36 +104,43 @@ export const overlayDriver = {
     });
     // Removes the cluster network again if we were its first and only host.
     tx.onUndo(`leave cluster network ${name}`, () => cluster.leave(name));
-    const { bridge, vxlan } = overlayNames(net.vni);
-    for (const n of [bridge, vxlan]) {
-      if (await ctx.host.linkFind({ name: n })) throw new NetError('ALREADY_EXISTS', `a network interface named ${n} already exists on this host`);
-    }
+    const bridge = gatewayIfFor(net.vni);
+    if (await ctx.host.linkFind({ name: bridge })) throw new NetError('ALREADY_EXISTS', `a network interface named ${bridge} already exists on this host`);
     const mtu = opts.mtu ?? net.mtu ?? under.mtu - VXLAN_OVERHEAD;
     const gatewayMac = gatewayMacFor(name);
-    await ctx.host.linkAdd({ kind: 'bridge', name: bridge, mac: gatewayMac, mtu });
-    tx.onUndo(`delete bridge ${bridge}`, () => ctx.host.linkDelIfExists({ name: bridge }));
+    const nsName = overlayNetnsName(cluster.vtep, net.vni);
+    const ns = await createOverlayNetns(nsName);
+    tx.onUndo(`remove namespace ${nsName}`, () => removeOverlayNetns(nsName));
+    const ovl = await overlayHandle(nsName);
+    await ovl.linkAdd({ kind: 'bridge', name: OVERLAY_BRIDGE, mtu });
+    // The VXLAN device is made from the host namespace (its UDP socket lives there, on the
+    // underlay) but placed in the overlay namespace.
+    await ctx.host.linkAdd({
+      kind: 'vxlan', name: OVERLAY_VXLAN, vni: net.vni, port: VXLAN_PORT, local: cluster.vtep, dev: { index: under.index },
+      learning: false, proxy: true, mtu, netns: ns,
+    });
+    await ovl.linkSet({ name: OVERLAY_VXLAN }, { master: { name: OVERLAY_BRIDGE }, up: true });
+    // The bridge knows every remote MAC from static entries: frames to any other MAC stay home.
+    await ovl.bridgePortSet({ name: OVERLAY_VXLAN }, { learning: false, unicastFlood: false });
+    // The gateway: same address and MAC on every host, on the host end of a veth into the bridge.
+    await ctx.host.linkAdd({ kind: 'veth', name: bridge, mac: gatewayMac, mtu, peer: { name: GATEWAY_PEER, mtu, netns: ns } });
+    tx.onUndo(`delete ${bridge}`, () => ctx.host.linkDelIfExists({ name: bridge }));
+    await ovl.linkSet({ name: GATEWAY_PEER }, { master: { name: OVERLAY_BRIDGE }, up: true });
+    await ovl.linkSetUp({ name: OVERLAY_BRIDGE });
     const gateways = [net.gateway4!, ...(s6?.gateway ? [s6.gateway] : [])];
     for (const g of gateways) await ctx.host.addrAdd({ name: bridge }, g, { nodad: true });
     if (s6) await sysctlSet(ctx.host.netns, ifaceSysctl('ipv6', bridge, 'disable_ipv6'), '0');
     await sysctlSet(ctx.host.netns, ifaceSysctl('ipv4', bridge, 'route_localnet'), '1');
-    await ctx.host.linkAdd({
-      kind: 'vxlan', name: vxlan, vni: net.vni, port: VXLAN_PORT, local: cluster.vtep, dev: { index: under.index },
-      learning: false, proxy: true, mtu,
-    });
-    tx.onUndo(`delete vxlan ${vxlan}`, () => ctx.host.linkDelIfExists({ name: vxlan }));
-    await ctx.host.linkSet({ name: vxlan }, { master: { name: bridge }, up: true });
-    // The bridge knows every remote MAC from static entries: frames to any other MAC stay home.
-    await ctx.host.bridgePortSet({ name: vxlan }, { learning: false, unicastFlood: false });
     await ctx.host.linkSetUp({ name: bridge });
     await cluster.join(name);
     return {
-      cluster: name, vni: net.vni, bridge, vxlan, mtu, gatewayMac, gateways,
+      cluster: name, vni: net.vni, bridge, netns: nsName, mtu, gatewayMac, gateways,
       subnets4: [s4.subnet], subnets6: s6 ? [s6.subnet] : [], internal: spec.internal, opts,
     };
   },
 
   async deleteNetwork(ctx: DriverContext, state: OverlayNetworkState): Promise<void> {
-    await ctx.host.linkDelIfExists({ name: state.vxlan });
+    await removeOverlayNetns(state.netns); // the bridge, the VXLAN port and the gateway veth with it
     await ctx.host.linkDelIfExists({ name: state.bridge });
     try {
       await ctx.cluster?.leave(state.cluster);
@@ -147,7 +163,7 @@ export const overlayDriver = {
     };
     const address4 = await take(spec.address4, net.subnets4[0]);
     const address6 = await take(spec.address6, net.subnets6[0]);
-    const veth = await attachVeth(ctx, net.bridge, net.mtu, { ...spec, ...(address4 ? { address4 } : {}) }, tx);
+    const veth = await attachVeth(ctx, { bridge: OVERLAY_BRIDGE, in: await overlayHandle(net.netns), netns: netnsByName(net.netns) }, net.mtu, { ...spec, ...(address4 ? { address4 } : {}) }, tx);
     await cluster.publishEndpoint(net.cluster, {
       id: spec.id, mac: veth.mac!, names: [],
       ...(address4 ? { ip4: address4.split('/')[0]! } : {}), ...(address6 ? { ip6: address6.split('/')[0]! } : {}),
@@ -162,7 +178,7 @@ export const overlayDriver = {
 
   /** Local objects first (they always can go); the cluster entries when etcd answers. */
   async deleteEndpoint(ctx: DriverContext, net: OverlayNetworkState, id: string, ep: OverlayEndpointState): Promise<void> {
-    await detachVeth(ctx, ep);
+    await detachVeth(ctx, ep, await overlayHandle(net.netns).catch(() => undefined));
     const cluster = needCluster(ctx);
     try {
       await cluster.withdrawEndpoint(net.cluster, id);

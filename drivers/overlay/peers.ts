@@ -15,7 +15,8 @@ import { NUD } from '../../kernel/nl/constants.js';
 import type { NeighInfo } from '../../kernel/types.js';
 import type { DriverContext } from '../driver.js';
 import type { ClusterEndpoint, ClusterState } from './cluster.js';
-import type { OverlayNetworkState } from './index.js';
+import { OVERLAY_VXLAN, type OverlayNetworkState } from './index.js';
+import { overlayHandle } from './netns.js';
 
 const FLOOD_MAC = '00:00:00:00:00:00';
 
@@ -96,8 +97,8 @@ export class OverlayPeers {
     const me = this.cluster.hostId;
     const remote = view.endpoints.filter((e) => e.host !== me && e.vtep !== this.cluster.vtep);
     const vteps = new Set(view.members.filter((m) => m.host !== me && m.vtep !== this.cluster.vtep).map((m) => m.vtep));
-    const h = this.ctx.host;
-    const dev = { name: state.vxlan };
+    const h = await overlayHandle(state.netns);
+    const dev = { name: OVERLAY_VXLAN };
     const vx = await h.linkFind(dev);
     if (!vx) return { added: 0, removed: 0 }; // deleted under us; the network's own reconcile rebuilds it
 

@@ -5,6 +5,11 @@ import { isNotFound } from '../../kernel/errors.js';
 import { ifaceSysctl, sysctlSet } from '../../kernel/sysctl.js';
 import type { Tx } from '../../core/tx.js';
 import type { DriverContext, EndpointSpec } from '../driver.js';
+import type { NetlinkHandle } from '../../kernel/netlink.js';
+import type { NetnsRef } from '../../kernel/types.js';
+
+/** A bridge in the host namespace (a name), or in another namespace (a handle bound to it). */
+export type BridgeRef = string | { bridge: string; in: NetlinkHandle; netns: NetnsRef };
 
 export interface VethEndpointState {
   hostIf: string;
@@ -22,29 +27,34 @@ export function macFromIpv4(cidr: string): string {
   return ['02', '42', ...parts.map((p) => p.toString(16).padStart(2, '0'))].join(':');
 }
 
-export async function attachVeth(ctx: DriverContext, bridge: string, mtu: number | undefined, ep: EndpointSpec, tx: Tx): Promise<VethEndpointState> {
+export async function attachVeth(ctx: DriverContext, where: BridgeRef, mtu: number | undefined, ep: EndpointSpec, tx: Tx): Promise<VethEndpointState> {
   const names = vethNames(ep.id);
+  const bridge = typeof where === 'string' ? where : where.bridge;
+  // The bridge end is made where the bridge is; the container end in the sandbox (CNI) or here.
+  const side = typeof where === 'string' ? ctx.host : where.in;
   const mac = ep.mac || (ep.address4 ? macFromIpv4(ep.address4) : undefined);
   const containerIf = ep.sandbox?.ifName ?? names.container;
   await ctx.host.linkAdd({
-    kind: 'veth', name: names.host, ...(mtu ? { mtu } : {}),
+    kind: 'veth', name: names.host, ...(mtu ? { mtu } : {}), ...(typeof where === 'string' ? {} : { netns: where.netns }),
     peer: { name: containerIf, ...(mac ? { mac } : {}), ...(mtu ? { mtu } : {}), ...(ep.sandbox ? { netns: ep.sandbox.netns } : {}) },
   });
-  tx.onUndo(`delete veth ${names.host}`, () => ctx.host.linkDelIfExists({ name: names.host }));
+  tx.onUndo(`delete veth ${names.host}`, () => side.linkDelIfExists({ name: names.host }));
   // The container end gets its addresses at once; DAD would delay them by seconds.
   await sysctlSet(ep.sandbox?.netns ?? ctx.host.netns, ifaceSysctl('ipv6', containerIf, 'accept_dad'), '0').catch(() => undefined);
-  await ctx.host.linkSet({ name: names.host }, { master: { name: bridge }, up: true });
-  // Hairpin lets a container reach its own published port through the host address.
-  await ctx.host.bridgePortSet({ name: names.host }, { hairpin: true });
+  await side.linkSet({ name: names.host }, { master: { name: bridge }, up: true });
+  // Hairpin lets a container reach its own published port through the host address (tsbridge;
+  // an overlay's gateway is a port of its own, so its frames never need to turn back).
+  if (typeof where === 'string') await side.bridgePortSet({ name: names.host }, { hairpin: true });
   return { hostIf: names.host, containerIf, ...(mac ? { mac } : {}), ...(ep.sandbox ? { inSandbox: true } : {}) };
 }
 
 /** After Leave, Docker moves the container end back to the host; deleting either end removes both. */
-export async function detachVeth(ctx: DriverContext, ep: VethEndpointState): Promise<void> {
+export async function detachVeth(ctx: DriverContext, ep: VethEndpointState, bridgeSide: NetlinkHandle = ctx.host): Promise<void> {
   // A container end made inside a sandbox is never in the host namespace: only the host end counts.
-  for (const name of ep.inSandbox ? [ep.hostIf] : [ep.hostIf, ep.containerIf]) {
+  const ends: Array<[NetlinkHandle, string]> = [[bridgeSide, ep.hostIf], ...(ep.inSandbox ? [] : [[ctx.host, ep.containerIf] as [NetlinkHandle, string]])];
+  for (const [h, name] of ends) {
     try {
-      await ctx.host.linkDel({ name });
+      await h.linkDel({ name });
       return;
     } catch (e) {
       if (!isNotFound(e)) throw e;

@@ -42,7 +42,18 @@ export const CHAINS = {
   postrouting: 'TSNET-POSTROUTING',
   dnat: 'TSNET-DNAT',
   raw: 'TSNET-RAW',
+  rawOut: 'TSNET-RAW-OUTPUT',
 } as const;
+
+/** Host-wide rules beside the per-network ones. */
+export interface FirewallExtras {
+  /**
+   * This host's VXLAN traffic (its VTEP address and UDP port) skips connection tracking: it is
+   * never NATed, and tracking every encapsulated packet in both directions costs overlay
+   * throughput (measured: about 5%). Host firewalls must then accept it by port, not by state.
+   */
+  untrackVxlan?: { vtep: string; port: number };
+}
 
 /** Built-in chains that jump to ours: [table, chain, match args, target]. */
 const HOOKS: ReadonlyArray<readonly [string, string, readonly string[], string]> = [
@@ -50,6 +61,7 @@ const HOOKS: ReadonlyArray<readonly [string, string, readonly string[], string]>
   ['nat', 'PREROUTING', ['-m', 'addrtype', '--dst-type', 'LOCAL'], CHAINS.dnat],
   ['nat', 'OUTPUT', ['-m', 'addrtype', '--dst-type', 'LOCAL'], CHAINS.dnat],
   ['raw', 'PREROUTING', [], CHAINS.raw],
+  ['raw', 'OUTPUT', [], CHAINS.rawOut],
 ];
 
 function dnatRule(p: FirewallPort): string {
@@ -69,9 +81,12 @@ const isAny = (ip: string): boolean => ip === '0.0.0.0' || ip === '::';
 const FOREIGN_BRIDGES = ['docker0', 'br-+'];
 
 /** The restore text for one family: the same layout for iptables and ip6tables. */
-export function renderRules(nets: readonly FirewallNetwork[], family: IpFamily = 4): string {
+export function renderRules(nets: readonly FirewallNetwork[], family: IpFamily = 4, extras: FirewallExtras = {}): string {
   const subnets = (n: FirewallNetwork): string[] => (family === 4 ? n.subnets4 : n.subnets6);
   const f: string[] = ['*filter', `:${CHAINS.forward} - [0:0]`, `:${CHAINS.iso1} - [0:0]`, `:${CHAINS.iso2} - [0:0]`];
+  // Traffic that stays on one icc network (bridged through br_netfilter, most of the volume) is
+  // accepted by the first rule it meets instead of walking every network's rules.
+  for (const n of nets) if (n.icc) f.push(`-A ${CHAINS.forward} -i ${n.bridge} -o ${n.bridge} -j ACCEPT`);
   // Connections to published ports (DNAT) pass isolation in both directions: that is how another
   // network, Docker's bridges or the outside reach a published port. Internal networks publish
   // nothing and get no such exception.
@@ -84,7 +99,7 @@ export function renderRules(nets: readonly FirewallNetwork[], family: IpFamily =
   for (const n of nets) {
     const b = n.bridge;
     f.push(`-A ${CHAINS.forward} -o ${b} -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT`);
-    f.push(`-A ${CHAINS.forward} -i ${b} -o ${b} -j ${n.icc ? 'ACCEPT' : 'DROP'}`);
+    if (!n.icc) f.push(`-A ${CHAINS.forward} -i ${b} -o ${b} -j DROP`);
     if (n.internal) {
       for (const s of subnets(n)) {
         f.push(`-A ${CHAINS.iso1} -i ${b} ! -d ${s} -j DROP`);
@@ -100,7 +115,12 @@ export function renderRules(nets: readonly FirewallNetwork[], family: IpFamily =
   for (const fb of FOREIGN_BRIDGES) f.push(`-A ${CHAINS.iso2} -o ${fb} -j DROP`);
   f.push('COMMIT');
   const nat: string[] = ['*nat', `:${CHAINS.postrouting} - [0:0]`, `:${CHAINS.dnat} - [0:0]`];
-  const raw: string[] = ['*raw', `:${CHAINS.raw} - [0:0]`];
+  const raw: string[] = ['*raw', `:${CHAINS.raw} - [0:0]`, `:${CHAINS.rawOut} - [0:0]`];
+  const vx = extras.untrackVxlan;
+  if (vx && vx.vtep.includes(':') === (family === 6)) {
+    raw.push(`-A ${CHAINS.raw} -d ${vx.vtep} -p udp -m udp --dport ${vx.port} -j CT --notrack`);
+    raw.push(`-A ${CHAINS.rawOut} -s ${vx.vtep} -p udp -m udp --dport ${vx.port} -j CT --notrack`);
+  }
   for (const n of nets) {
     // The bridge has route_localnet on (for 127.0.0.1 ports); packets from containers to
     // 127.0.0.0/8 must not reach the host's loopback services through it.
@@ -156,11 +176,11 @@ export class IptablesFirewall {
    * jumps are checked at most every few seconds (each check is several iptables runs); `force`
    * checks now, as the periodic reconcile does.
    */
-  async apply(nets: readonly FirewallNetwork[], opts: { force?: boolean } = {}): Promise<void> {
+  async apply(nets: readonly FirewallNetwork[], opts: { force?: boolean; extras?: FirewallExtras } = {}): Promise<void> {
     const checkJumps = opts.force || Date.now() - this.jumpsCheckedAt > 5_000;
     // The two families are independent tables: render them concurrently.
     await Promise.all(([4, 6] as const).map(async (family) => {
-      await restore(family, renderRules(nets, family));
+      await restore(family, renderRules(nets, family, opts.extras));
       if (checkJumps) await this.ensureJumps(family);
     }));
     if (checkJumps) this.jumpsCheckedAt = Date.now();
@@ -172,7 +192,7 @@ export class IptablesFirewall {
       for (const [table, chain, match, target] of [['filter', 'FORWARD', [], CHAINS.forward] as const, ...HOOKS]) {
         while (await iptables(family, ['-t', table, '-D', chain, ...match, '-j', target]).then(() => true, () => false));
       }
-      for (const [table, chain] of [['filter', CHAINS.forward], ['filter', CHAINS.iso1], ['filter', CHAINS.iso2], ['nat', CHAINS.postrouting], ['nat', CHAINS.dnat], ['raw', CHAINS.raw]] as const) {
+      for (const [table, chain] of [['filter', CHAINS.forward], ['filter', CHAINS.iso1], ['filter', CHAINS.iso2], ['nat', CHAINS.postrouting], ['nat', CHAINS.dnat], ['raw', CHAINS.raw], ['raw', CHAINS.rawOut]] as const) {
         await iptables(family, ['-t', table, '-F', chain]).catch(() => undefined);
         await iptables(family, ['-t', table, '-X', chain]).catch(() => undefined);
       }

@@ -7,6 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ClusterLab, pluginCall, type LabHost } from '../../bench/cluster-lab.js';
 import { IMAGE, ensureDocker, startTsnet, type TsnetDaemon } from '../../bench/lab.js';
 import { EtcdCluster } from '../../store/etcd-cluster.js';
+import { overlayNetnsName } from '../../drivers/overlay/netns.js';
 import { docker, dockerFail } from '../helpers/docker.js';
 import { isRoot, ok, run } from '../helpers/sys.js';
 
@@ -19,7 +20,9 @@ type Ctr = { endpointId: string; address: string; ns: string };
 
 const ipOf = (c: { address: string }): string => c.address.split('/')[0]!;
 const pingOk = (ns: string, ip: string, count = 1): boolean => ok('ip', ['netns', 'exec', ns, 'ping', '-c', String(count), '-W', '1', ip]);
-const fdb = (h: LabHost, dev: string): string => run('bridge', ['-n', h.ns, 'fdb', 'show', 'dev', dev], { allowFail: true });
+/** The overlay namespace of network VNI on a host (bridge br0, VXLAN vxlan0). */
+const ovlNs = (h: LabHost, vni = 4096): string => overlayNetnsName(h.ip, vni);
+const fdb = (h: LabHost, vni = 4096): string => run('bridge', ['-n', ovlNs(h, vni), 'fdb', 'show', 'dev', 'vxlan0'], { allowFail: true });
 
 /** A one-shot TCP server in a namespace that answers with the peer address it saw. */
 function tcpEcho(ns: string, port: number): ChildProcess {
@@ -79,9 +82,11 @@ describe.skipIf(!canRun)('tsoverlay on three hosts', () => {
     expect(new Set(addrs).size).toBe(3);
     // Same VNI, same gateway address and MAC on every host.
     const bridges = [h1, h2, h3].map((h) => JSON.parse(run('ip', ['-j', '-n', h.ns, 'addr', 'show', 'dev', 'tso-4096'])) as Array<{ address: string; addr_info: Array<{ local: string }> }>);
+    // Bridge and VXLAN live in the network's own namespace, away from the host's netfilter.
+    expect(run('ip', ['-n', ovlNs(h1), '-o', 'link', 'show', 'master', 'br0'])).toMatch(/vxlan0[\s\S]*gw0|gw0[\s\S]*vxlan0/);
     expect(new Set(bridges.map((b) => b[0]!.address)).size).toBe(1);
     for (const b of bridges) expect(b[0]!.addr_info.map((a) => a.local)).toContain('10.77.0.1');
-    const vx = JSON.parse(run('ip', ['-j', '-d', '-n', h1.ns, 'link', 'show', 'tsx-4096']))[0];
+    const vx = JSON.parse(run('ip', ['-j', '-d', '-n', ovlNs(h1), 'link', 'show', 'vxlan0']))[0];
     expect(vx.linkinfo.info_data).toMatchObject({ id: 4096, learning: false, proxy: true, port: 4789, local: h1.ip });
     expect(vx.mtu).toBe(1450); // underlay 1500 minus the VXLAN overhead
     await eventually(() => pingOk(c1.ns, c3.ip) && pingOk(c1.ns, ipOf(c2)) && pingOk(c3.ns, ipOf(c2)), 5000);
@@ -91,8 +96,8 @@ describe.skipIf(!canRun)('tsoverlay on three hosts', () => {
     expect(tcpAsk(c3.ns, ipOf(c2), 7000)).toBe(c3.ip);
     srv.kill();
     // Learning is off: the entries come from the store (one per remote endpoint, one flood entry per remote host).
-    expect(fdb(h1, 'tsx-4096')).toMatch(new RegExp(`${c3.mac} dst ${h3.ip} self permanent`));
-    expect(fdb(h1, 'tsx-4096')).toMatch(new RegExp(`00:00:00:00:00:00 dst ${h3.ip} self permanent`));
+    expect(fdb(h1)).toMatch(new RegExp(`${c3.mac} dst ${h3.ip} (link-netnsid \\d+ )?self permanent`));
+    expect(fdb(h1)).toMatch(new RegExp(`00:00:00:00:00:00 dst ${h3.ip} (link-netnsid \\d+ )?self permanent`));
   });
 
   it('no ARP and no unknown unicast crosses the underlay; pings do', async () => {
@@ -132,14 +137,13 @@ describe.skipIf(!canRun)('tsoverlay on three hosts', () => {
     expect(pingOk(c1.ns, ipOf(c4))).toBe(false); // blue (host 1) to red (host 2)
     expect(pingOk(c1.ns, ipOf(c5))).toBe(false); // blue to red on the same host
     expect(pingOk(c4.ns, ipOf(c2))).toBe(false); // red to blue on the same host
-    const vnis = [h1, h2].map((h) => run('ip', ['-n', h.ns, '-o', 'link', 'show', 'type', 'vxlan']));
-    expect(vnis[0]).toMatch(/tsx-4096/);
-    expect(vnis[0]).toMatch(/tsx-4097/);
+    expect(run('ip', ['-n', ovlNs(h1, 4097), '-d', 'link', 'show', 'vxlan0'])).toMatch(/vxlan id 4097/);
     await lab.detachCnm(h1, red1, c5);
     await lab.detachCnm(h2, red, c4);
     await lab.deleteNetworkCnm(h1, red1);
     await lab.deleteNetworkCnm(h2, red);
-    expect(run('ip', ['-n', h1.ns, '-o', 'link', 'show', 'type', 'vxlan'])).not.toMatch(/tsx-4097/);
+    expect(run('ip', ['netns', 'list'])).not.toContain(ovlNs(h1, 4097)); // the network's namespace is gone
+    expect(run('ip', ['-n', h1.ns, '-o', 'link', 'show'])).not.toMatch(/tso-4097/);
   });
 
   it('containers reach the outside through their own host (masquerade) and a published port works there', async () => {
@@ -167,7 +171,8 @@ describe.skipIf(!canRun)('tsoverlay on three hosts', () => {
     await expect(lab.createNetworkCnm(h2, 'green', '10.99.0.0/24')).rejects.toThrow(/cluster network green exists with other settings: asked for subnet 10\.99\.0\.0\/24 \(it has 10\.79\.0\.0\/24\)/);
     await expect(lab.createNetworkCnm(h2, 'green', '10.79.0.0/24', { vni: '77' })).rejects.toThrow(/asked for VNI 77 \(it has 4097\)/);
     expect(run('ip', ['-n', h2.ns, '-o', 'link', 'show']).split('\n').length).toBe(before.split('\n').length);
-    expect(run('ip', ['-n', h2.ns, '-o', 'link', 'show'])).not.toMatch(/tsx-4097|tso-4097/);
+    expect(run('ip', ['-n', h2.ns, '-o', 'link', 'show'])).not.toMatch(/tso-4097/);
+    expect(run('ip', ['netns', 'list'])).not.toContain(ovlNs(h2, 4097));
     await lab.deleteNetworkCnm(h1, green);
   });
 
@@ -215,7 +220,7 @@ describe.skipIf(!canRun)('tsoverlay on three hosts', () => {
   it('a daemon that comes back re-registers its endpoints: peers re-learn them without any container touched', async () => {
     await lab.stopDaemon(h2);
     // Its lease lapses: host 1 drops c2's entries, and traffic to c2 stops.
-    await eventually(() => !fdb(h1, 'tsx-4096').includes(h2.ip), 10_000);
+    await eventually(() => !fdb(h1).includes(h2.ip), 10_000);
     expect(pingOk(c1.ns, ipOf(c2))).toBe(false);
     const t0 = Date.now();
     await lab.startDaemon(h2);
@@ -226,11 +231,11 @@ describe.skipIf(!canRun)('tsoverlay on three hosts', () => {
   });
 
   it('a host that dies: its entries leave the peers within the lease TTL, its addresses after the grace period', async () => {
-    expect(fdb(h1, 'tsx-4096')).toContain(c3.mac);
+    expect(fdb(h1)).toContain(c3.mac);
     await lab.stopDaemon(h3);
     run('ip', ['netns', 'del', h3.ns]);
     const t0 = Date.now();
-    await eventually(() => !fdb(h1, 'tsx-4096').includes(c3.mac) && !fdb(h2, 'tsx-4096').includes(h3.ip), 10_000);
+    await eventually(() => !fdb(h1).includes(c3.mac) && !fdb(h2).includes(h3.ip), 10_000);
     const gone = Date.now() - t0;
     expect(gone).toBeLessThan(2 * 2000 + 1500); // TTL 2 s (etcd may take up to about 2x to expire), plus the sync
     expect(pingOk(c1.ns, c3.ip)).toBe(false);
@@ -260,7 +265,8 @@ describe.skipIf(!canRun)('tsoverlay on three hosts', () => {
       const mine = /inet (10\.77\.0\.\d+)\//.exec(out)?.[1];
       expect(mine && ![ipOf(c1), ipOf(c2)].includes(mine)).toBe(true);
       docker('network', 'rm', `${P}-ovl`);
-      expect(run('ip', ['-o', 'link', 'show'])).not.toMatch(/tsx-4096/);
+      expect(run('ip', ['-o', 'link', 'show'])).not.toMatch(/tso-4096/);
+      expect(run('ip', ['netns', 'list'])).not.toContain(overlayNetnsName(lab.gatewayIp, 4096));
     } finally {
       dockerFail('network', 'rm', `${P}-ovl`);
       await daemon?.stop();

@@ -13,7 +13,7 @@ describe('iptables rendering', () => {
       '*filter', ':TSNET-FORWARD - [0:0]', ':TSNET-ISOLATION-1 - [0:0]', ':TSNET-ISOLATION-2 - [0:0]',
       '-A TSNET-FORWARD -j TSNET-ISOLATION-1',
       '-A TSNET-ISOLATION-2 -o docker0 -j DROP', '-A TSNET-ISOLATION-2 -o br-+ -j DROP',
-      'COMMIT', '*nat', ':TSNET-POSTROUTING - [0:0]', ':TSNET-DNAT - [0:0]', 'COMMIT', '*raw', ':TSNET-RAW - [0:0]', 'COMMIT', '',
+      'COMMIT', '*nat', ':TSNET-POSTROUTING - [0:0]', ':TSNET-DNAT - [0:0]', 'COMMIT', '*raw', ':TSNET-RAW - [0:0]', ':TSNET-RAW-OUTPUT - [0:0]', 'COMMIT', '',
     ].join('\n'));
   });
 
@@ -31,6 +31,21 @@ describe('iptables rendering', () => {
   it('containers cannot reach the host’s loopback through the bridge', () => {
     expect(renderRules([net({})])).toContain('-A TSNET-RAW -i tsb-a -d 127.0.0.0/8 -j DROP');
     expect(renderRules([net({})], 6)).not.toContain('127.0.0.0/8');
+  });
+
+  it('traffic staying on an icc network is accepted by the first rule of the chain', () => {
+    const lines = renderRules([net({ bridge: 'tsb-x' }), net({ bridge: 'tsb-y', icc: false })]).split('\n');
+    expect(lines[4]).toBe('-A TSNET-FORWARD -i tsb-x -o tsb-x -j ACCEPT');
+    expect(lines).not.toContain('-A TSNET-FORWARD -i tsb-y -o tsb-y -j ACCEPT');
+  });
+
+  it('the host VXLAN traffic skips conntrack, in both directions, for its own family only', () => {
+    const extras = { untrackVxlan: { vtep: '192.0.2.10', port: 4789 } };
+    const v4 = renderRules([], 4, extras);
+    expect(v4).toContain('-A TSNET-RAW -d 192.0.2.10 -p udp -m udp --dport 4789 -j CT --notrack');
+    expect(v4).toContain('-A TSNET-RAW-OUTPUT -s 192.0.2.10 -p udp -m udp --dport 4789 -j CT --notrack');
+    expect(renderRules([], 6, extras)).not.toContain('notrack');
+    expect(renderRules([], 4)).not.toContain('notrack');
   });
 
   it('icc off drops traffic between containers of the bridge', () => {
