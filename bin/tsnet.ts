@@ -142,19 +142,25 @@ async function main(): Promise<number> {
     console.error(`${(e as Error).message}\n${USAGE}`);
     return 2;
   }
-  const daemon = await startDaemon({
-    pluginDir: args.flags['plugin-dir'] ?? '/run/docker/plugins',
-    stateDir: args.flags['state-dir'] ?? '/var/lib/tsnet',
-    logLevel: args.flags['log-level'] ?? 'info',
-    ...(args.flags['dns-port'] ? { dnsPort: Number(args.flags['dns-port']) } : {}),
-    ...(args.flags['dns-upstream'] ? { dnsUpstreams: args.flags['dns-upstream'].split(',').filter(Boolean) } : {}),
-    ...(args.flags['dns-domain'] ? { dnsDomain: args.flags['dns-domain'] } : {}),
-    ...(args.flags['docker-socket'] ? { dockerSocket: args.flags['docker-socket'] } : {}),
-    ...(args.flags['cni-socket'] ? { cniSocket: args.flags['cni-socket'] } : {}),
-    ...(clusterStore ? { clusterStore, advertiseAddr: args.flags['advertise-addr']! } : {}),
-    ...(leaseTtl ? { leaseTtl } : {}),
-    ...(graceSeconds ? { graceSeconds } : {}),
-  });
+  let daemon: Awaited<ReturnType<typeof startDaemon>>;
+  try {
+    daemon = await startDaemon({
+      pluginDir: args.flags['plugin-dir'] ?? '/run/docker/plugins',
+      stateDir: args.flags['state-dir'] ?? '/var/lib/tsnet',
+      logLevel: args.flags['log-level'] ?? 'info',
+      ...(args.flags['dns-port'] ? { dnsPort: Number(args.flags['dns-port']) } : {}),
+      ...(args.flags['dns-upstream'] ? { dnsUpstreams: args.flags['dns-upstream'].split(',').filter(Boolean) } : {}),
+      ...(args.flags['dns-domain'] ? { dnsDomain: args.flags['dns-domain'] } : {}),
+      ...(args.flags['docker-socket'] ? { dockerSocket: args.flags['docker-socket'] } : {}),
+      ...(args.flags['cni-socket'] ? { cniSocket: args.flags['cni-socket'] } : {}),
+      ...(clusterStore ? { clusterStore, advertiseAddr: args.flags['advertise-addr']! } : {}),
+      ...(leaseTtl ? { leaseTtl } : {}),
+      ...(graceSeconds ? { graceSeconds } : {}),
+    });
+  } catch (e) {
+    console.error(`tsnet serve: ${(e as Error).message}`);
+    return 1;
+  }
   await new Promise<void>((resolve) => {
     process.once('SIGTERM', resolve);
     process.once('SIGINT', resolve);
