@@ -264,10 +264,17 @@ describe.skipIf(!canRun)('tsoverlay on three hosts', () => {
       expect(out).toMatch(/1 packets transmitted, 1 packets received/);
       const mine = /inet (10\.77\.0\.\d+)\//.exec(out)?.[1];
       expect(mine && ![ipOf(c1), ipOf(c2)].includes(mine)).toBe(true);
+      // --ip takes the address cluster-wide; the container's name is served on the other hosts.
+      docker('run', '-d', '--name', `${P}-ovlweb`, '--network', `${P}-ovl`, '--ip', '10.77.0.50', IMAGE, 'sleep', '120');
+      await eventually(() => run('ip', ['netns', 'exec', c1.ns, 'busybox', 'nslookup', `${P}-ovlweb`, '10.77.0.1'], { allowFail: true }).includes('Address: 10.77.0.50'), 10_000);
+      expect(pingOk(c1.ns, '10.77.0.50')).toBe(true);
+      await expect(lab.attachCnm(h1, blue[0]!, `${P}c7`, '10.77.0.50')).rejects.toThrow(/10\.77\.0\.50 .*in use by endpoint .* on host/);
+      docker('rm', '-f', `${P}-ovlweb`);
       docker('network', 'rm', `${P}-ovl`);
       expect(run('ip', ['-o', 'link', 'show'])).not.toMatch(/tso-4096/);
       expect(run('ip', ['netns', 'list'])).not.toContain(overlayNetnsName(lab.gatewayIp, 4096));
     } finally {
+      dockerFail('rm', '-f', `${P}-ovlweb`);
       dockerFail('network', 'rm', `${P}-ovl`);
       await daemon?.stop();
     }
