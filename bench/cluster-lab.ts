@@ -273,14 +273,14 @@ export class ClusterLab {
   }
 
   /** Runs the installed tsoverlay CNI plugin (the native shim) against a host's daemon. */
-  cni(h: LabHost, command: 'ADD' | 'DEL' | 'CHECK', conf: object, containerNs: string, extraArgs = ''): { code: number; out: any } {
+  cni(h: LabHost, command: 'ADD' | 'DEL' | 'CHECK', conf: object, containerNs: string, extraArgs = '', type = (conf as { type?: string }).type ?? 'tsoverlay'): { code: number; out: any } {
     if (command === 'ADD' && !existsSync(`/run/netns/${containerNs}`)) {
       sh('ip', ['netns', 'add', containerNs]);
       sh('ip', ['-n', containerNs, 'link', 'set', 'lo', 'up']);
     }
     const r = spawnSync(join(ROOT, 'build/Release/tsnet-cni-shim'), [], {
       input: JSON.stringify(conf), encoding: 'utf8', timeout: 60_000,
-      argv0: 'tsoverlay',
+      argv0: type,
       env: {
         ...process.env, CNI_COMMAND: command, CNI_CONTAINERID: containerNs, CNI_NETNS: `/run/netns/${containerNs}`, CNI_IFNAME: 'eth0',
         CNI_PATH: '/usr/lib/cni', CNI_ARGS: extraArgs, TSNET_CNI_SOCKET: h.cniSocket, TSNET_STATE_DIR: h.stateDir,

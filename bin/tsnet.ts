@@ -5,6 +5,7 @@ import { chmodSync, copyFileSync, existsSync, mkdirSync, renameSync, writeFileSy
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { startDaemon } from '../core/runtime.js';
+import { missingCapabilities } from '../core/capabilities.js';
 import type { EndpointRecord, NetworkRecord } from '../core/network-service.js';
 import { SqliteStore } from '../store/sqlite-store.js';
 import { parseClusterStore } from '../store/etcd-cluster.js';
@@ -120,8 +121,9 @@ async function main(): Promise<number> {
     console.error(`unknown option(s): ${unknown.map((k) => `--${k}`).join(', ')}\n${USAGE}`);
     return 2;
   }
-  if (process.getuid?.() !== 0) {
-    console.error('tsnet serve needs root (CAP_NET_ADMIN to change networking, and access to /run/docker/plugins)');
+  const missing = missingCapabilities();
+  if (missing.length) {
+    console.error(`tsnet serve is missing capabilities: ${missing.map((c) => `${c.name} (${c.why})`).join(', ')}. Run it as root, or grant them.`);
     return 1;
   }
   let clusterStore: string[] | undefined;

@@ -14,6 +14,7 @@ import { overlayHandle } from '../drivers/overlay/netns.js';
 import { overlayDriver, VXLAN_PORT, type OverlayEndpointState, type OverlayNetworkState } from '../drivers/overlay/index.js';
 import { PortReserver, type PortBindingRequest, type PublishedPort } from '../drivers/shared/ports.js';
 import { flushConntrack } from '../kernel/firewall/conntrack.js';
+import type { FirewallExtras, FirewallNetwork } from '../kernel/firewall/iptables.js';
 
 interface RecordBase {
   id: string;
@@ -85,6 +86,16 @@ export class NetworkService {
 
   constructor(private readonly store: Store, private readonly ctx: DriverContext) {}
 
+  /** Whether a mutation is queued or running (the reconciler leaves leak removal for later then). */
+  get mutating(): boolean {
+    return this.mutex.busy || this.portsMutex.busy;
+  }
+
+  /** Runs fn holding the network's lock, as a mutation does (repairs must not race one). */
+  exclusive<T>(networkId: string, fn: () => Promise<T>): Promise<T> {
+    return this.mutex.run(networkId, fn);
+  }
+
   observe(o: NetworkObserver): void {
     this.observers.push(o);
   }
@@ -116,20 +127,29 @@ export class NetworkService {
 
   private logUndo = (msg: string, fields: Record<string, unknown>): void => this.ctx.log.warn(fields, msg);
 
-  /** Re-renders the firewall from the store (start-up, and after every network change). */
-  async syncFirewall(opts: { force?: boolean } = {}): Promise<void> {
+  /** The firewall's desired state, from the store. */
+  private async firewallWanted(): Promise<{ nets: FirewallNetwork[]; extras: FirewallExtras }> {
     const nets = await this.listNetworks();
     const eps = await this.listEndpoints();
-    await this.ctx.firewall.apply(
-      nets.filter(hasGatewayBridge).map((n) => {
+    return {
+      nets: nets.filter(hasGatewayBridge).map((n) => {
         const ports = eps.filter((e) => e.networkId === n.id).flatMap((e) => e.ports ?? []);
         return isBridgeNetwork(n) ? bridgeDriver.firewallView(n.state, ports) : overlayDriver.firewallView(n.state, ports);
       }),
-      {
-        ...opts,
-        ...(this.ctx.cluster && nets.some(isOverlayNetwork) ? { extras: { untrackVxlan: { vtep: this.ctx.cluster.vtep, port: VXLAN_PORT } } } : {}),
-      },
-    );
+      extras: this.ctx.cluster && nets.some(isOverlayNetwork) ? { untrackVxlan: { vtep: this.ctx.cluster.vtep, port: VXLAN_PORT } } : {},
+    };
+  }
+
+  /** What differs between the kernel's rules and the store's (empty when nothing). */
+  async firewallDrift(): Promise<string[]> {
+    const w = await this.firewallWanted();
+    return this.ctx.firewall.drift(w.nets, w.extras);
+  }
+
+  /** Re-renders the firewall from the store (start-up, and after every network change). */
+  async syncFirewall(opts: { force?: boolean } = {}): Promise<void> {
+    const w = await this.firewallWanted();
+    await this.ctx.firewall.apply(w.nets, { ...opts, extras: w.extras });
   }
 
   /** Re-takes the host-port reservations recorded in the store (daemon start). */

@@ -15,6 +15,8 @@ import { DockerNames } from '../cnm/docker-names.js';
 import { DEFAULT_CNI_SOCKET, startCniServer } from '../cni/server.js';
 import { EtcdCluster, IPAM_OWNER } from '../store/etcd-cluster.js';
 import { OverlayService } from './overlay-service.js';
+import { ownerMark } from './owner.js';
+import { Reconciler } from './reconciler.js';
 import { closeOverlayHandles } from '../drivers/overlay/netns.js';
 import { randomUUID } from 'node:crypto';
 import { NetError } from '../kernel/errors.js';
@@ -39,10 +41,13 @@ export interface DaemonOptions {
   leaseTtl?: number;
   /** Seconds before a dead host's addresses are freed (default 60). */
   graceSeconds?: number;
+  /** Seconds between drift-repair passes (default 2). */
+  reconcileSeconds?: number;
 }
 
 export interface Daemon {
   networks: NetworkService;
+  reconciler: Reconciler;
   ipam: Ipam;
   dns: DnsService;
   cluster?: EtcdCluster;
@@ -81,7 +86,8 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
       void cluster!.republish();
     });
   }
-  const networks = new NetworkService(store, { host, firewall, log, ...(cluster ? { cluster } : {}) });
+  const owner = await ownerMark(store);
+  const networks = new NetworkService(store, { host, firewall, log, owner, ...(cluster ? { cluster } : {}) });
   const dns = new DnsService({
     log,
     ...(opts.dnsPort !== undefined ? { port: opts.dnsPort } : {}),
@@ -119,10 +125,17 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
   await networks.restorePortReservations();
   await networks.syncFirewall({ force: true });
   await networks.gcEndpoints();
-  // Periodic pass: endpoints whose container vanished without a DeleteEndpoint, and the firewall
-  // re-rendered in case something flushed it. Never inside a request handler.
+  // Periodic passes, never inside a request handler: drift repair every couple of seconds (a
+  // flushed iptables is back within that), and endpoints whose container vanished without a
+  // DeleteEndpoint every 30 s.
+  const reconciler = new Reconciler(networks, { host, firewall, log, owner }, log);
+  await reconciler.pass().catch((e) => log.error({ err: (e as Error).message }, 'start-up reconcile failed'));
+  const repairTimer = setInterval(() => {
+    reconciler.pass().catch((e) => log.error({ err: (e as Error).message }, 'reconcile pass failed'));
+  }, (opts.reconcileSeconds ?? 2) * 1000);
+  repairTimer.unref();
   const timer = setInterval(() => {
-    networks.gcEndpoints().then(() => networks.syncFirewall({ force: true })).catch((e) => log.error({ err: (e as Error).message }, 'periodic reconcile failed'));
+    networks.gcEndpoints().catch((e) => log.error({ err: (e as Error).message }, 'endpoint gc failed'));
   }, 30_000);
   timer.unref();
   // Overlay: entries against the store, leftovers, and the addresses of hosts dead past the grace.
@@ -150,12 +163,14 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
   log.info({ pluginDir: opts.pluginDir, state: store.location, networks: (await networks.listNetworks()).length }, 'tsnet daemon ready');
   return {
     networks,
+    reconciler,
     ipam,
     dns,
     ...(cluster ? { cluster } : {}),
     ...(overlay ? { overlay } : {}),
     async stop() {
       clearInterval(timer);
+      clearInterval(repairTimer);
       clearInterval(clusterTimer);
       dockerNames.stop();
       // Stop accepting calls, let those in flight finish (fastify close waits), then close the store.

@@ -47,6 +47,11 @@ export class Tx {
 export class KeyedMutex {
   private readonly tails = new Map<string, Promise<unknown>>();
 
+  /** Whether any key has work queued or running. */
+  get busy(): boolean {
+    return this.tails.size > 0;
+  }
+
   run<T>(key: string, fn: () => Promise<T>): Promise<T> {
     const prev = this.tails.get(key) ?? Promise.resolve();
     const next = prev.then(fn, fn);

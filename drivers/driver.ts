@@ -17,6 +17,8 @@ export interface DriverContext {
   readonly host: NetlinkHandle;
   readonly firewall: IptablesFirewall;
   readonly log: Logger;
+  /** Alias marking links this store created ("tsnet:<id>", see core/owner.ts). */
+  readonly owner?: string;
   /** The cluster store, when the daemon runs with --cluster-store (tsoverlay needs it). */
   readonly cluster?: ClusterState;
 }

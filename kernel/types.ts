@@ -76,6 +76,8 @@ export interface Link {
   vxlan?: { vni: number; port: number; local?: string; learning: boolean; proxy: boolean; dev?: number };
   macvlan?: { mode: MacvlanMode | number };
   vlan?: { id: number };
+  /** IFLA_IFALIAS, when set. */
+  alias?: string;
   /** Present when the link is a port of a bridge. */
   bridgePort?: Required<BridgePortFlags>;
 }
@@ -85,6 +87,8 @@ export interface LinkChange {
   mtu?: number;
   mac?: string;
   name?: string;
+  /** IFLA_IFALIAS: free text; tsnet marks the links it owns with it. */
+  alias?: string;
   /** Enslave to this master; null releases it (nomaster). */
   master?: LinkId | null;
   netns?: NetnsRef;

@@ -75,7 +75,7 @@ export const bridgeDriver = {
     // masquerade rewrites it; the kernel drops such packets unless route_localnet is on. The
     // firewall drops the reverse direction (containers to 127/8), see kernel/firewall.
     await sysctlSet(ctx.host.netns, ifaceSysctl('ipv4', bridge, 'route_localnet'), '1');
-    await ctx.host.linkSetUp({ name: bridge });
+    await ctx.host.linkSet({ name: bridge }, { up: true, ...(ctx.owner ? { alias: ctx.owner } : {}) });
     return {
       bridge, opts, gateways, internal: spec.internal, created: true,
       subnets4: spec.ipv4.map((s) => s.subnet), subnets6: spec.enableIPv6 ? spec.ipv6.map((s) => s.subnet) : [],

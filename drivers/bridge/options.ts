@@ -2,6 +2,7 @@
 // a typo that is silently ignored is worse than an error.
 
 import { NetError } from '../../kernel/errors.js';
+import { parseMtu } from '../shared/options.js';
 import { validateIfName } from '../../kernel/names.js';
 
 export interface BridgeOptions {
@@ -49,12 +50,9 @@ export function parseBridgeOptions(raw: Record<string, string>): BridgeOptions {
         if (!/^\d{1,3}(\.\d{1,3}){3}$/.test(value)) throw new NetError('INVALID_ARGUMENT', `option ${key} must be an IPv4 address`);
         opts.hostBindingIpv4 = value;
         break;
-      case 'com.docker.network.driver.mtu': {
-        const mtu = Number(value);
-        if (!Number.isInteger(mtu) || mtu < 68 || mtu > 65535) throw new NetError('INVALID_ARGUMENT', `option ${key} must be an MTU between 68 and 65535`);
-        opts.mtu = mtu;
+      case 'com.docker.network.driver.mtu':
+        opts.mtu = parseMtu(key, value);
         break;
-      }
       default:
         throw new NetError('UNSUPPORTED_OPTION', `tsbridge does not know option ${JSON.stringify(key)}; known: ${BRIDGE_OPTION_KEYS.join(', ')}`);
     }

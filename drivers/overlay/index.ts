@@ -131,7 +131,7 @@ export const overlayDriver = {
     for (const g of gateways) await ctx.host.addrAdd({ name: bridge }, g, { nodad: true });
     if (s6) await sysctlSet(ctx.host.netns, ifaceSysctl('ipv6', bridge, 'disable_ipv6'), '0');
     await sysctlSet(ctx.host.netns, ifaceSysctl('ipv4', bridge, 'route_localnet'), '1');
-    await ctx.host.linkSetUp({ name: bridge });
+    await ctx.host.linkSet({ name: bridge }, { up: true, ...(ctx.owner ? { alias: ctx.owner } : {}) });
     await cluster.join(name);
     return {
       cluster: name, vni: net.vni, bridge, netns: nsName, mtu, gatewayMac, gateways,

@@ -1,6 +1,7 @@
 // tsoverlay network options. Unknown keys are refused, as for tsbridge.
 
 import { NetError } from '../../kernel/errors.js';
+import { parseMtu } from '../shared/options.js';
 
 export interface OverlayOptions {
   /** The name that identifies the network on every host (Docker gives each host its own id). */
@@ -28,12 +29,9 @@ export function parseOverlayOptions(raw: Record<string, string>): OverlayOptions
         opts.vni = vni;
         break;
       }
-      case 'com.docker.network.driver.mtu': {
-        const mtu = Number(value);
-        if (!Number.isInteger(mtu) || mtu < 1280 || mtu > 65535) throw new NetError('INVALID_ARGUMENT', `option ${key} must be an MTU between 1280 and 65535`);
-        opts.mtu = mtu;
+      case 'com.docker.network.driver.mtu':
+        opts.mtu = parseMtu(key, value, 1280);
         break;
-      }
       default:
         throw new NetError('UNSUPPORTED_OPTION', `tsoverlay does not know option ${JSON.stringify(key.slice(0, 80))}; known: ${OVERLAY_OPTION_KEYS.join(', ')}`);
     }

@@ -41,7 +41,7 @@ export async function attachVeth(ctx: DriverContext, where: BridgeRef, mtu: numb
   tx.onUndo(`delete veth ${names.host}`, () => side.linkDelIfExists({ name: names.host }));
   // The container end gets its addresses at once; DAD would delay them by seconds.
   await sysctlSet(ep.sandbox?.netns ?? ctx.host.netns, ifaceSysctl('ipv6', containerIf, 'accept_dad'), '0').catch(() => undefined);
-  await side.linkSet({ name: names.host }, { master: { name: bridge }, up: true });
+  await side.linkSet({ name: names.host }, { master: { name: bridge }, up: true, ...(ctx.owner ? { alias: ctx.owner } : {}) });
   // Hairpin lets a container reach its own published port through the host address (tsbridge;
   // an overlay's gateway is a port of its own, so its frames never need to turn back).
   if (typeof where === 'string') await side.bridgePortSet({ name: names.host }, { hairpin: true });

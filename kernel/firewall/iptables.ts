@@ -152,6 +152,24 @@ export function renderRules(nets: readonly FirewallNetwork[], family: IpFamily =
 
 const BIN = { 4: 'iptables', 6: 'ip6tables' } as const;
 
+/** "table CHAIN" -> number of -A lines, for tsnet's own chains, in restore or save text. */
+function countRules(text: string): Map<string, number> {
+  const ours = new Set<string>(Object.values(CHAINS));
+  const counts = new Map<string, number>();
+  let table = '';
+  for (const l of text.split('\n')) {
+    if (l.startsWith('*')) table = l.slice(1);
+    else if (l.startsWith(':')) {
+      const chain = l.slice(1).split(' ')[0]!;
+      if (ours.has(chain)) counts.set(`${table} ${chain}`, counts.get(`${table} ${chain}`) ?? 0);
+    } else if (l.startsWith('-A ')) {
+      const chain = l.split(' ')[1]!;
+      if (ours.has(chain)) counts.set(`${table} ${chain}`, (counts.get(`${table} ${chain}`) ?? 0) + 1);
+    }
+  }
+  return counts;
+}
+
 async function iptables(family: IpFamily, args: string[]): Promise<string> {
   const { stdout } = await execFileP(BIN[family], ['-w', '10', ...args]);
   return stdout;
@@ -184,6 +202,39 @@ export class IptablesFirewall {
       if (checkJumps) await this.ensureJumps(family);
     }));
     if (checkJumps) this.jumpsCheckedAt = Date.now();
+  }
+
+  /**
+   * What differs between the kernel and what `nets` renders, cheaply (one iptables-save per
+   * family): a chain whose rule count is off, or a missing jump. Rule text is not compared, as
+   * iptables-save normalises it; a flush, a reload or a deleted rule all change a count.
+   */
+  async drift(nets: readonly FirewallNetwork[], extras: FirewallExtras = {}): Promise<string[]> {
+    const problems: string[] = [];
+    for (const family of [4, 6] as const) {
+      const want = countRules(renderRules(nets, family, extras));
+      let saved: string;
+      try {
+        saved = (await execFileP(`${BIN[family]}-save`, [], { maxBuffer: 64 * 1024 * 1024 })).stdout;
+      } catch (e) {
+        problems.push(`${BIN[family]}-save failed: ${(e as Error).message}`);
+        continue;
+      }
+      const have = countRules(saved);
+      for (const [key, n] of want) if ((have.get(key) ?? 0) !== n) problems.push(`${BIN[family]} ${key}: ${have.get(key) ?? 0} rules, want ${n}`);
+      const lines = saved.split('\n');
+      const jump = (table: string, chain: string, target: string): boolean => {
+        let t = '';
+        return lines.some((l) => {
+          if (l.startsWith('*')) t = l.slice(1);
+          return t === table && l.startsWith(`-A ${chain} `) && l.endsWith(`-j ${target}`);
+        });
+      };
+      for (const [table, chain, , target] of [['filter', 'FORWARD', [], CHAINS.forward] as const, ...HOOKS]) {
+        if (!jump(table, chain, target)) problems.push(`${BIN[family]} ${table} ${chain} does not jump to ${target}`);
+      }
+    }
+    return problems;
   }
 
   /** Removes our jumps and chains entirely (used by tests and `tsnet` uninstall). */

@@ -1,0 +1,169 @@
+// Drift repair: compares what the store says with what the kernel has and puts the kernel back.
+// Runs every few seconds (cheap when nothing drifted: a link dump, an address dump and one
+// iptables-save per family) and once at start.
+//
+//   - a tsbridge/tsoverlay gateway interface deleted or down, or its gateway address removed
+//   - an endpoint's veth detached from its bridge
+//   - tsnet's iptables chains flushed or their jumps removed (a firewalld-style reload)
+//   - links this store made (alias "tsnet:<id>") that no record names: removed, once seen twice
+//     and only while no mutation runs (a create in flight has kernel objects before its record)
+// What cannot be rebuilt (an overlay network's namespace deleted, taking the containers'
+// interfaces with it) is reported, not dropped.
+
+import { randomBytes } from 'node:crypto';
+import type { DriverContext, Logger } from '../drivers/driver.js';
+import type { OverlayEndpointState } from '../drivers/overlay/index.js';
+import { OVERLAY_BRIDGE } from '../drivers/overlay/index.js';
+import { overlayHandle } from '../drivers/overlay/netns.js';
+import { netnsByName, netnsExists } from '../kernel/netns.js';
+import { ifaceSysctl, sysctlSet } from '../kernel/sysctl.js';
+import type { Link } from '../kernel/types.js';
+import { isBridgeNetwork, isOverlayNetwork, type EndpointRecord, type NetworkRecord, type NetworkService } from './network-service.js';
+
+export interface Repair {
+  what: string;
+  network?: string;
+  object: string;
+}
+
+function randomMac(): string {
+  const b = randomBytes(6);
+  b[0] = (b[0]! & 0xfe) | 0x02;
+  return [...b].map((x) => x.toString(16).padStart(2, '0')).join(':');
+}
+
+export class Reconciler {
+  /** Repairs made since start, by kind (for logs now, metrics later). */
+  readonly counts = new Map<string, number>();
+  private leakSuspects = new Set<string>();
+  private reported = new Set<string>();
+  private running: Promise<Repair[]> | undefined;
+
+  constructor(
+    private readonly networks: NetworkService,
+    private readonly ctx: DriverContext,
+    private readonly log: Logger,
+  ) {}
+
+  /** One pass; concurrent callers share it. */
+  pass(): Promise<Repair[]> {
+    this.running ??= this.run().finally(() => {
+      this.running = undefined;
+    });
+    return this.running;
+  }
+
+  private async run(): Promise<Repair[]> {
+    const repairs: Repair[] = [];
+    const links = await this.ctx.host.linkList();
+    for (const n of await this.networks.listNetworks()) {
+      if (!isBridgeNetwork(n) && !isOverlayNetwork(n)) continue;
+      await this.networks.exclusive(n.id, async () => {
+        const fresh = await this.networks.getNetwork(n.id);
+        if (!fresh) return; // deleted meanwhile
+        repairs.push(...(await this.repairNetwork(fresh, await this.networks.listEndpoints(n.id))));
+      });
+    }
+    const drift = await this.networks.firewallDrift();
+    if (drift.length) {
+      await this.networks.syncFirewall({ force: true });
+      repairs.push({ what: 'firewall re-rendered', object: drift.slice(0, 3).join('; ') + (drift.length > 3 ? ` (+${drift.length - 3})` : '') });
+    }
+    repairs.push(...(await this.removeLeaks(links)));
+    for (const r of repairs) {
+      this.counts.set(r.what, (this.counts.get(r.what) ?? 0) + 1);
+      this.log.warn({ repair: r.what, object: r.object, ...(r.network ? { network: r.network } : {}) }, 'drift repaired');
+    }
+    return repairs;
+  }
+
+  private async repairNetwork(n: NetworkRecord, eps: EndpointRecord[]): Promise<Repair[]> {
+    if (!isBridgeNetwork(n) && !isOverlayNetwork(n)) return [];
+    const h = this.ctx.host;
+    const repairs: Repair[] = [];
+    const name = n.state.bridge;
+    const net = n.id.slice(0, 12);
+    let gw: Link | undefined = await h.linkFind({ name });
+    if (isOverlayNetwork(n)) {
+      if (!(await netnsExists(netnsByName(n.state.netns)))) {
+        // The namespace held the containers' bridge ends: nothing to rebuild them from.
+        const key = `${n.id} netns`;
+        if (!this.reported.has(key)) {
+          this.reported.add(key);
+          this.log.error({ network: net, netns: n.state.netns }, 'the overlay namespace is gone and its endpoints with it; remove and re-create the network');
+        }
+        return repairs;
+      }
+      if (!gw) {
+        const ovl = await overlayHandle(n.state.netns);
+        await ovl.linkDelIfExists({ name: 'gw0' });
+        await h.linkAdd({ kind: 'veth', name, mac: n.state.gatewayMac, mtu: n.state.mtu, peer: { name: 'gw0', mtu: n.state.mtu, netns: netnsByName(n.state.netns) } });
+        await ovl.linkSet({ name: 'gw0' }, { master: { name: OVERLAY_BRIDGE }, up: true });
+        await sysctlSet(h.netns, ifaceSysctl('ipv4', name, 'route_localnet'), '1');
+        gw = await h.linkGet({ name });
+        repairs.push({ what: 'gateway interface recreated', network: net, object: name });
+      }
+    } else if (!gw) {
+      await h.linkAdd({ kind: 'bridge', name, mac: randomMac(), ...(n.state.opts.mtu ? { mtu: n.state.opts.mtu } : {}) });
+      if (n.state.subnets6.length) await sysctlSet(h.netns, ifaceSysctl('ipv6', name, 'disable_ipv6'), '0');
+      await sysctlSet(h.netns, ifaceSysctl('ipv4', name, 'route_localnet'), '1');
+      gw = await h.linkGet({ name });
+      repairs.push({ what: 'bridge recreated', network: net, object: name });
+    }
+    if (!gw.up || (this.ctx.owner && gw.alias !== this.ctx.owner)) {
+      await h.linkSet({ name }, { up: true, ...(this.ctx.owner ? { alias: this.ctx.owner } : {}) });
+      if (!gw.up) repairs.push({ what: 'interface brought up', network: net, object: name });
+    }
+    const have = new Set((await h.addrList({ link: { index: gw.index } })).map((a) => a.cidr));
+    for (const g of n.state.gateways) {
+      if (have.has(g)) continue;
+      await h.addrAdd({ index: gw.index }, g, { nodad: true });
+      repairs.push({ what: 'gateway address restored', network: net, object: `${g} on ${name}` });
+    }
+    // Endpoints' bridge ends: back on their bridge.
+    if (isBridgeNetwork(n)) {
+      for (const ep of eps) {
+        if (!('hostIf' in ep.state)) continue;
+        const v = await h.linkFind({ name: ep.state.hostIf });
+        if (!v || v.master === gw.index) continue;
+        await h.linkSet({ index: v.index }, { master: { index: gw.index }, up: true });
+        await h.bridgePortSet({ index: v.index }, { hairpin: true });
+        repairs.push({ what: 'veth re-attached to its bridge', network: net, object: ep.state.hostIf });
+      }
+    } else {
+      const ovl = await overlayHandle(n.state.netns);
+      const br = await ovl.linkFind({ name: OVERLAY_BRIDGE });
+      if (br) {
+        for (const ep of eps) {
+          const st = ep.state as OverlayEndpointState;
+          const v = await ovl.linkFind({ name: st.hostIf });
+          if (!v || v.master === br.index) continue;
+          await ovl.linkSet({ index: v.index }, { master: { index: br.index }, up: true });
+          repairs.push({ what: 'veth re-attached to its bridge', network: net, object: st.hostIf });
+        }
+      }
+    }
+    return repairs;
+  }
+
+  private async removeLeaks(links: Link[]): Promise<Repair[]> {
+    const owner = this.ctx.owner;
+    if (!owner) return [];
+    if (this.networks.mutating) return []; // objects of a create in flight have no record yet
+    const nets = await this.networks.listNetworks();
+    const eps = await this.networks.listEndpoints();
+    const known = new Set<string>([
+      ...nets.flatMap((n) => (isBridgeNetwork(n) || isOverlayNetwork(n) ? [n.state.bridge] : [])),
+      ...eps.flatMap((e) => ('hostIf' in e.state ? [e.state.hostIf, e.state.containerIf] : [])),
+    ]);
+    const suspects = new Set(links.filter((l) => l.alias === owner && !known.has(l.name)).map((l) => l.name));
+    const repairs: Repair[] = [];
+    for (const name of suspects) {
+      if (!this.leakSuspects.has(name)) continue; // seen once: wait a pass, it may be a create finishing
+      if (this.networks.mutating) break;
+      if (await this.ctx.host.linkDelIfExists({ name })) repairs.push({ what: 'leaked link removed', object: name });
+    }
+    this.leakSuspects = suspects;
+    return repairs;
+  }
+}
