@@ -121,10 +121,13 @@ export class Reconciler {
       repairs.push({ what: 'gateway address restored', network: net, object: `${g} on ${name}` });
     }
     // Endpoints' bridge ends: back on their bridge.
+    // One link dump per namespace, not a lookup per endpoint: a pass over a network with a
+    // thousand endpoints must not hold its lock (and delay attaches) for a thousand round trips.
     if (isBridgeNetwork(n)) {
+      const byName = new Map((await h.linkList()).map((l) => [l.name, l]));
       for (const ep of eps) {
         if (!('hostIf' in ep.state)) continue;
-        const v = await h.linkFind({ name: ep.state.hostIf });
+        const v = byName.get(ep.state.hostIf);
         if (!v || v.master === gw.index) continue;
         await h.linkSet({ index: v.index }, { master: { index: gw.index }, up: true });
         await h.bridgePortSet({ index: v.index }, { hairpin: true });
@@ -132,11 +135,12 @@ export class Reconciler {
       }
     } else {
       const ovl = await overlayHandle(n.state.netns);
-      const br = await ovl.linkFind({ name: OVERLAY_BRIDGE });
+      const byName = new Map((await ovl.linkList()).map((l) => [l.name, l]));
+      const br = byName.get(OVERLAY_BRIDGE);
       if (br) {
         for (const ep of eps) {
           const st = ep.state as OverlayEndpointState;
-          const v = await ovl.linkFind({ name: st.hostIf });
+          const v = byName.get(st.hostIf);
           if (!v || v.master === br.index) continue;
           await ovl.linkSet({ index: v.index }, { master: { index: br.index }, up: true });
           repairs.push({ what: 'veth re-attached to its bridge', network: net, object: st.hostIf });
