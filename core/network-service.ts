@@ -305,6 +305,8 @@ export class NetworkService {
       const n = await this.getNetwork(id);
       if (!n) return;
       const eps = await this.store.read((tx) => tx.list<EndpointRecord>(K.eps(id)));
+      // Veths of removed endpoints may still be queued for deletion: none may outlive the network.
+      await this.ctx.reaper?.drain();
       if (isBridgeNetwork(n)) {
         for (const [, ep] of eps) await bridgeDriver.deleteEndpoint(this.ctx, bridgeEndpoint(ep));
         await bridgeDriver.deleteNetwork(this.ctx, n.state);

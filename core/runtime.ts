@@ -17,6 +17,7 @@ import { EtcdCluster, IPAM_OWNER } from '../store/etcd-cluster.js';
 import { OverlayService } from './overlay-service.js';
 import { ownerMark } from './owner.js';
 import { Reconciler } from './reconciler.js';
+import { LinkReaper } from '../drivers/shared/reaper.js';
 import { closeOverlayHandles } from '../drivers/overlay/netns.js';
 import { randomUUID } from 'node:crypto';
 import { NetError } from '../kernel/errors.js';
@@ -87,7 +88,8 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
     });
   }
   const owner = await ownerMark(store);
-  const networks = new NetworkService(store, { host, firewall, log, owner, ...(cluster ? { cluster } : {}) });
+  const reaper = new LinkReaper(log);
+  const networks = new NetworkService(store, { host, firewall, log, owner, reaper, ...(cluster ? { cluster } : {}) });
   const dns = new DnsService({
     log,
     ...(opts.dnsPort !== undefined ? { port: opts.dnsPort } : {}),
@@ -177,6 +179,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
       await Promise.all(apps.map((a) => a.close()));
       await new Promise((r) => cniServer.close(r));
       networks.reserver.closeAll();
+      await reaper.drain();
       await dns.close();
       overlay?.close();
       await closeOverlayHandles();

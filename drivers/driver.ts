@@ -5,6 +5,7 @@ import type { IptablesFirewall } from '../kernel/firewall/iptables.js';
 import type { NetlinkHandle } from '../kernel/netlink.js';
 import type { NetnsRef } from '../kernel/types.js';
 import type { ClusterState } from './overlay/cluster.js';
+import type { LinkReaper } from './shared/reaper.js';
 
 export interface Logger {
   info(obj: object, msg?: string): void;
@@ -17,6 +18,8 @@ export interface DriverContext {
   readonly host: NetlinkHandle;
   readonly firewall: IptablesFirewall;
   readonly log: Logger;
+  /** Deletes veths in the background (the daemon); absent, deletion is synchronous (CNI standalone). */
+  readonly reaper?: LinkReaper;
   /** Alias marking links this store created ("tsnet:<id>", see core/owner.ts). */
   readonly owner?: string;
   /** The cluster store, when the daemon runs with --cluster-store (tsoverlay needs it). */

@@ -53,6 +53,10 @@ export async function detachVeth(ctx: DriverContext, ep: VethEndpointState, brid
   // A container end made inside a sandbox is never in the host namespace: only the host end counts.
   const ends: Array<[NetlinkHandle, string]> = [[bridgeSide, ep.hostIf], ...(ep.inSandbox ? [] : [[ctx.host, ep.containerIf] as [NetlinkHandle, string]])];
   for (const [h, name] of ends) {
+    if (ctx.reaper) {
+      if (await ctx.reaper.retire(h, name)) return;
+      continue;
+    }
     try {
       await h.linkDel({ name });
       return;
