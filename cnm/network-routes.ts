@@ -6,7 +6,7 @@ import type { NetworkService } from '../core/network-service.js';
 import { parseDockerPortmap } from '../drivers/shared/ports.js';
 import type { DriverName } from '../drivers/driver.js';
 import type { Handler } from './server.js';
-import { arr, id, obj, str } from './wire.js';
+import { arr, cidr, id, mac as macField, obj, str } from './wire.js';
 
 export function networkRoutes(svc: NetworkService, driver: DriverName, _log: FastifyBaseLogger): Array<[string, Handler]> {
   return [
@@ -18,8 +18,8 @@ export function networkRoutes(svc: NetworkService, driver: DriverName, _log: Fas
       const raw: Record<string, string> = {};
       for (const [k, v] of Object.entries(generic)) raw[k] = typeof v === 'string' ? v : String(v);
       const ipData = (key: string) => arr(b, key).map((d) => ({
-        subnet: str(d, 'Pool'),
-        ...(d.Gateway ? { gateway: str(d, 'Gateway') } : {}),
+        subnet: cidr(d, 'Pool'),
+        ...(d.Gateway ? { gateway: cidr(d, 'Gateway') } : {}),
       }));
       await svc.createNetwork({
         id: id(b, 'NetworkID'),
@@ -28,7 +28,10 @@ export function networkRoutes(svc: NetworkService, driver: DriverName, _log: Fas
         ipv6: ipData('IPv6Data'),
         internal: options['com.docker.network.internal'] === true || options['com.docker.network.internal'] === 'true',
         enableIPv6: options['com.docker.network.enable_ipv6'] === true || options['com.docker.network.enable_ipv6'] === 'true',
-        aux: [...arr(b, 'IPv4Data'), ...arr(b, 'IPv6Data')].flatMap((d) => Object.values(obj(d, 'AuxAddresses')).map(String)),
+        aux: [...arr(b, 'IPv4Data'), ...arr(b, 'IPv6Data')].flatMap((d) => {
+          const aux = obj(d, 'AuxAddresses');
+          return Object.keys(aux).map((k) => cidr(aux, k));
+        }),
         rawOptions: raw,
       });
       return {};
@@ -39,9 +42,9 @@ export function networkRoutes(svc: NetworkService, driver: DriverName, _log: Fas
     }],
     ['/NetworkDriver.CreateEndpoint', async (b) => {
       const iface = obj(b, 'Interface');
-      const requestedMac = str(iface, 'MacAddress', { optional: true });
-      const address4 = str(iface, 'Address', { optional: true });
-      const address6 = str(iface, 'AddressIPv6', { optional: true });
+      const requestedMac = macField(iface, 'MacAddress');
+      const address4 = cidr(iface, 'Address', { optional: true });
+      const address6 = cidr(iface, 'AddressIPv6', { optional: true });
       const ep = await svc.createEndpoint({
         id: id(b, 'EndpointID'),
         networkId: id(b, 'NetworkID'),

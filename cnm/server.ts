@@ -57,6 +57,10 @@ export function buildPluginApp(sock: PluginSocket, opts: CnmServerOptions): Fast
   if (sock.implements.includes('IpamDriver')) for (const [p, h] of ipamRoutes(opts.ipam)) routes.set(p, h);
 
   const fail = (reply: FastifyReply, status: number, msg: string) => reply.code(status).send({ Err: msg });
+  // Whatever fastify itself refuses (a body over the limit, a broken request) still answers in
+  // Docker's shape, so dockerd shows the reason instead of a decode error.
+  app.setErrorHandler((err: { statusCode?: number; message: string }, _req, reply) => fail(reply, err.statusCode && err.statusCode >= 400 ? err.statusCode : 500, err.message));
+  app.setNotFoundHandler((req, reply) => fail(reply, 404, `${sock.name} does not implement ${req.method} ${req.url}`));
 
   app.post('/*', async (req: FastifyRequest, reply: FastifyReply) => {
     const handler = routes.get(req.url);

@@ -1,7 +1,7 @@
 // Published ports: what Docker asks for (a port binding), what we program (a published port),
 // and the host-side reservation that makes a taken port an error instead of a silent shadowing.
 
-import { createServer, type Server } from 'node:net';
+import { createServer, isIP, type Server } from 'node:net';
 import { createSocket, type Socket } from 'node:dgram';
 import { readFile } from 'node:fs/promises';
 import { NetError } from '../../kernel/errors.js';
@@ -39,7 +39,8 @@ const validPort = (p: unknown): p is number => Number.isInteger(p) && (p as numb
 export function parseDockerPortmap(raw: unknown): PortBindingRequest[] {
   if (raw === undefined || raw === null) return [];
   if (!Array.isArray(raw)) throw new NetError('INVALID_ARGUMENT', 'com.docker.network.portmap must be an array');
-  return raw.map((b: Record<string, unknown>) => {
+  return raw.map((b: Record<string, unknown>, i) => {
+    if (b === null || typeof b !== 'object' || Array.isArray(b)) throw new NetError('INVALID_ARGUMENT', `com.docker.network.portmap[${i}] must be an object`);
     const proto = PROTO_BY_NUMBER[b.Proto as number];
     if (!proto) throw new NetError('INVALID_ARGUMENT', `unsupported port protocol ${JSON.stringify(b.Proto)} (tcp, udp and sctp are)`);
     if (!validPort(b.Port) || b.Port === 0) throw new NetError('INVALID_ARGUMENT', `bad container port ${JSON.stringify(b.Port)}`);
@@ -49,6 +50,9 @@ export function parseDockerPortmap(raw: unknown): PortBindingRequest[] {
       throw new NetError('INVALID_ARGUMENT', `bad host port range ${hostPort}-${hostPortEnd}`);
     }
     const hostIp = typeof b.HostIP === 'string' && b.HostIP !== '' ? b.HostIP : undefined;
+    // The address goes into iptables rules: it must be an address and nothing else.
+    if (b.HostIP !== undefined && b.HostIP !== null && typeof b.HostIP !== 'string') throw new NetError('INVALID_ARGUMENT', 'HostIP must be a string');
+    if (hostIp && !isIP(hostIp)) throw new NetError('INVALID_ARGUMENT', `HostIP ${JSON.stringify(hostIp.slice(0, 80))} is not an IP address`);
     return { proto, containerPort: b.Port as number, hostPort, hostPortEnd: hostPortEnd || hostPort, ...(hostIp ? { hostIp } : {}) };
   });
 }
