@@ -9,7 +9,7 @@ import { Ipam } from '../ipam/ipam.js';
 import { SqliteStore } from '../store/sqlite-store.js';
 import { hostNetworks } from './host-networks.js';
 import { NetworkService } from './network-service.js';
-import { ownerMark } from './owner.js';
+import { ownerMac, ownerMark } from './owner.js';
 
 /** What a CNI invocation needs: the shared store, IPAM and network service, no sockets. */
 export async function openCniRuntime(stateDir: string, log: Logger) {
@@ -17,7 +17,8 @@ export async function openCniRuntime(stateDir: string, log: Logger) {
   const host = await NetlinkHandle.open();
   const firewall = new IptablesFirewall();
   const ipam = new Ipam(store, { hostNetworks: () => hostNetworks(host), log: (msg, f) => log.warn(f ?? {}, msg) });
-  const networks = new NetworkService(store, { host, firewall, log, owner: await ownerMark(store) });
+  const owner = await ownerMark(store);
+  const networks = new NetworkService(store, { host, firewall, log, owner, ownedMac: () => ownerMac(owner) });
   return {
     networks, ipam, host, stateDir, log, dnsDomain: 'tsnet.internal',
     async close() {

@@ -18,3 +18,20 @@ export async function ownerMark(store: Store): Promise<string> {
   });
   return `tsnet:${id}`;
 }
+
+/**
+ * A MAC that says which store made the link: set at creation (the kernel takes IFLA_ADDRESS in
+ * the create request, not IFLA_IFALIAS), so a link is recognisable even if the daemon dies before
+ * it could set the alias. 0e: locally administered unicast, then 3 bytes of the store id, then
+ * 2 random bytes.
+ */
+export function ownerMac(owner: string): string {
+  const id = owner.replace(/^tsnet:/, '').padEnd(6, '0').slice(0, 6);
+  const r = randomBytes(2).toString('hex');
+  return ['0e', id.slice(0, 2), id.slice(2, 4), id.slice(4, 6), r.slice(0, 2), r.slice(2, 4)].join(':');
+}
+
+export function macOwnedBy(mac: string | undefined, owner: string): boolean {
+  if (!mac) return false;
+  return mac.startsWith(ownerMac(owner).slice(0, 12));
+}

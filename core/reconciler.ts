@@ -18,6 +18,7 @@ import { overlayHandle } from '../drivers/overlay/netns.js';
 import { netnsByName, netnsExists } from '../kernel/netns.js';
 import { ifaceSysctl, sysctlSet } from '../kernel/sysctl.js';
 import type { Link } from '../kernel/types.js';
+import { macOwnedBy } from './owner.js';
 import { isBridgeNetwork, isOverlayNetwork, type EndpointRecord, type NetworkRecord, type NetworkService } from './network-service.js';
 
 export interface Repair {
@@ -104,7 +105,7 @@ export class Reconciler {
         repairs.push({ what: 'gateway interface recreated', network: net, object: name });
       }
     } else if (!gw) {
-      await h.linkAdd({ kind: 'bridge', name, mac: randomMac(), ...(n.state.opts.mtu ? { mtu: n.state.opts.mtu } : {}) });
+      await h.linkAdd({ kind: 'bridge', name, mac: this.ctx.ownedMac?.() ?? randomMac(), ...(n.state.opts.mtu ? { mtu: n.state.opts.mtu } : {}) });
       if (n.state.subnets6.length) await sysctlSet(h.netns, ifaceSysctl('ipv6', name, 'disable_ipv6'), '0');
       await sysctlSet(h.netns, ifaceSysctl('ipv4', name, 'route_localnet'), '1');
       gw = await h.linkGet({ name });
@@ -160,7 +161,11 @@ export class Reconciler {
       ...nets.flatMap((n) => (isBridgeNetwork(n) || isOverlayNetwork(n) ? [n.state.bridge] : [])),
       ...eps.flatMap((e) => ('hostIf' in e.state ? [e.state.hostIf, e.state.containerIf] : [])),
     ]);
-    const suspects = new Set(links.filter((l) => l.alias === owner && !known.has(l.name)).map((l) => l.name));
+    // Ours: the alias set after creation, or the MAC given at creation (a daemon killed between
+    // the two leaves only the MAC), and only under names tsnet generates.
+    const generated = /^(tsv[0-9a-f]{12}|tsc[0-9a-f]{12}|tsb-[0-9a-f]{11}|tso-\d+)$/;
+    const ours = (l: Link): boolean => l.alias === owner || (generated.test(l.name) && macOwnedBy(l.mac, owner));
+    const suspects = new Set(links.filter((l) => ours(l) && !known.has(l.name)).map((l) => l.name));
     const repairs: Repair[] = [];
     for (const name of suspects) {
       if (!this.leakSuspects.has(name)) continue; // seen once: wait a pass, it may be a create finishing

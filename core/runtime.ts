@@ -15,7 +15,7 @@ import { DockerNames } from '../cnm/docker-names.js';
 import { DEFAULT_CNI_SOCKET, startCniServer } from '../cni/server.js';
 import { EtcdCluster, IPAM_OWNER } from '../store/etcd-cluster.js';
 import { OverlayService } from './overlay-service.js';
-import { ownerMark } from './owner.js';
+import { ownerMac, ownerMark } from './owner.js';
 import { Reconciler } from './reconciler.js';
 import { LinkReaper } from '../drivers/shared/reaper.js';
 import { closeOverlayHandles } from '../drivers/overlay/netns.js';
@@ -89,7 +89,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
   }
   const owner = await ownerMark(store);
   const reaper = new LinkReaper(log);
-  const networks = new NetworkService(store, { host, firewall, log, owner, reaper, ...(cluster ? { cluster } : {}) });
+  const networks = new NetworkService(store, { host, firewall, log, owner, ownedMac: () => ownerMac(owner), reaper, ...(cluster ? { cluster } : {}) });
   const dns = new DnsService({
     log,
     ...(opts.dnsPort !== undefined ? { port: opts.dnsPort } : {}),
@@ -130,7 +130,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
   // Periodic passes, never inside a request handler: drift repair every couple of seconds (a
   // flushed iptables is back within that), and endpoints whose container vanished without a
   // DeleteEndpoint every 30 s.
-  const reconciler = new Reconciler(networks, { host, firewall, log, owner }, log);
+  const reconciler = new Reconciler(networks, { host, firewall, log, owner, ownedMac: () => ownerMac(owner) }, log);
   await reconciler.pass().catch((e) => log.error({ err: (e as Error).message }, 'start-up reconcile failed'));
   const repairTimer = setInterval(() => {
     reconciler.pass().catch((e) => log.error({ err: (e as Error).message }, 'reconcile pass failed'));

@@ -22,6 +22,8 @@ export interface DriverContext {
   readonly reaper?: LinkReaper;
   /** Alias marking links this store created ("tsnet:<id>", see core/owner.ts). */
   readonly owner?: string;
+  /** MACs for links this store creates, recognisable from creation on (core/owner.ts). */
+  readonly ownedMac?: () => string;
   /** The cluster store, when the daemon runs with --cluster-store (tsoverlay needs it). */
   readonly cluster?: ClusterState;
 }

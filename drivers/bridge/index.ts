@@ -60,7 +60,7 @@ export const bridgeDriver = {
     // A bridge without an assigned MAC takes the lowest MAC of its ports, so it changes as
     // containers come and go, and containers keep sending to the old gateway MAC from their ARP
     // cache (their DNS and egress break until it expires). An assigned MAC never changes.
-    await ctx.host.linkAdd({ kind: 'bridge', name: bridge, mac: randomMac(), ...(opts.mtu ? { mtu: opts.mtu } : {}) });
+    await ctx.host.linkAdd({ kind: 'bridge', name: bridge, mac: ctx.ownedMac?.() ?? randomMac(), ...(opts.mtu ? { mtu: opts.mtu } : {}) });
     tx.onUndo(`delete bridge ${bridge}`, () => ctx.host.linkDelIfExists({ name: bridge }));
     const gateways: string[] = [];
     for (const s of [...spec.ipv4, ...(spec.enableIPv6 ? spec.ipv6 : [])]) {

@@ -36,6 +36,8 @@ export async function attachVeth(ctx: DriverContext, where: BridgeRef, mtu: numb
   const containerIf = ep.sandbox?.ifName ?? names.container;
   await ctx.host.linkAdd({
     kind: 'veth', name: names.host, ...(mtu ? { mtu } : {}), ...(typeof where === 'string' ? {} : { netns: where.netns }),
+    // The host end's MAC is never addressed; it carries the store's mark from the first instant.
+    ...(ctx.ownedMac ? { mac: ctx.ownedMac() } : {}),
     peer: { name: containerIf, ...(mac ? { mac } : {}), ...(mtu ? { mtu } : {}), ...(ep.sandbox ? { netns: ep.sandbox.netns } : {}) },
   });
   tx.onUndo(`delete veth ${names.host}`, () => side.linkDelIfExists({ name: names.host }));
