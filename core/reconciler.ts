@@ -10,9 +10,9 @@
 // What cannot be rebuilt (an overlay network's namespace deleted, taking the containers'
 // interfaces with it) is reported, not dropped.
 
-import { randomBytes } from 'node:crypto';
 import type { DriverContext, Logger } from '../drivers/driver.js';
 import type { OverlayEndpointState } from '../drivers/overlay/index.js';
+import { randomMac } from '../drivers/bridge/index.js';
 import { OVERLAY_BRIDGE } from '../drivers/overlay/index.js';
 import { overlayHandle } from '../drivers/overlay/netns.js';
 import { netnsByName, netnsExists } from '../kernel/netns.js';
@@ -25,12 +25,6 @@ export interface Repair {
   what: string;
   network?: string;
   object: string;
-}
-
-function randomMac(): string {
-  const b = randomBytes(6);
-  b[0] = (b[0]! & 0xfe) | 0x02;
-  return [...b].map((x) => x.toString(16).padStart(2, '0')).join(':');
 }
 
 export class Reconciler {
