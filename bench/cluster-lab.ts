@@ -22,6 +22,8 @@ export interface LabOptions {
   etcdPort: number;
   leaseTtl?: number;
   graceSeconds?: number;
+  /** More `tsnet serve` flags for every host's daemon. */
+  daemonArgs?: string[];
 }
 
 export interface LabHost {
@@ -192,13 +194,14 @@ export class ClusterLab {
       '--state-dir', h.stateDir, '--plugin-dir', h.pluginDir, '--cni-socket', h.cniSocket,
       '--cluster-store', this.etcdUrl, '--advertise-addr', h.ip,
       '--lease-ttl', String(this.opts.leaseTtl ?? 3), '--cluster-grace', String(this.opts.graceSeconds ?? 10),
-      '--docker-socket', join(h.dir, 'no-docker.sock'), '--log-level', 'info',
+      '--docker-socket', join(h.dir, 'no-docker.sock'), '--log-level', 'info', ...(this.opts.daemonArgs ?? []),
     ], { detached: true, stdio: ['ignore', log, log] });
     p.unref();
     h.pid = p.pid;
     this.save();
-    const sock = join(h.pluginDir, 'tsoverlay.sock');
-    await waitFor(() => existsSync(sock) && succeeds('curl', ['-s', '--unix-socket', sock, '-X', 'POST', 'http://x/Plugin.Activate']), `daemon of ${h.ns}`, 30_000);
+    // Sockets come up one after another: wait for the daemon's last (tsipam) and the CNI socket.
+    const sock = join(h.pluginDir, 'tsipam.sock');
+    await waitFor(() => existsSync(sock) && existsSync(h.cniSocket) && succeeds('curl', ['-s', '--unix-socket', sock, '-X', 'POST', 'http://x/Plugin.Activate']), `daemon of ${h.ns}`, 30_000);
   }
 
   /** SIGKILL (default) or SIGTERM the daemon of a host and wait for it to go. */

@@ -19,6 +19,7 @@ import { netnsByName, netnsExists } from '../kernel/netns.js';
 import { ifaceSysctl, sysctlSet } from '../kernel/sysctl.js';
 import type { Link } from '../kernel/types.js';
 import { macOwnedBy } from './owner.js';
+import type { Ipam } from '../ipam/ipam.js';
 import { isBridgeNetwork, isOverlayNetwork, type EndpointRecord, type NetworkRecord, type NetworkService } from './network-service.js';
 
 export interface Repair {
@@ -38,6 +39,7 @@ export class Reconciler {
     private readonly networks: NetworkService,
     private readonly ctx: DriverContext,
     private readonly log: Logger,
+    private readonly opts: { ipam?: Ipam; orphanGraceMs?: number } = {},
   ) {}
 
   /** One pass; concurrent callers share it. */
@@ -65,6 +67,7 @@ export class Reconciler {
       repairs.push({ what: 'firewall re-rendered', object: drift.slice(0, 3).join('; ') + (drift.length > 3 ? ` (+${drift.length - 3})` : '') });
     }
     repairs.push(...(await this.removeLeaks(links)));
+    repairs.push(...(await this.freeOrphanAddresses()));
     for (const r of repairs) {
       this.counts.set(r.what, (this.counts.get(r.what) ?? 0) + 1);
       this.log.warn({ repair: r.what, object: r.object, ...(r.network ? { network: r.network } : {}) }, 'drift repaired');
@@ -141,6 +144,38 @@ export class Reconciler {
           repairs.push({ what: 'veth re-attached to its bridge', network: net, object: st.hostIf });
         }
       }
+    }
+    return repairs;
+  }
+
+  /**
+   * Addresses tsipam gave Docker for a tsbridge network that no endpoint uses after a grace
+   * period: the answer to RequestAddress was lost (the daemon died after committing it), so
+   * dockerd never learnt the address and will never release it. Only Docker's allocations in
+   * pools of our own networks: elsewhere tsipam cannot know which addresses are in use.
+   */
+  private async freeOrphanAddresses(): Promise<Repair[]> {
+    const ipam = this.opts.ipam;
+    if (!ipam) return [];
+    const grace = this.opts.orphanGraceMs ?? 60_000;
+    const repairs: Repair[] = [];
+    const pools = await ipam.listPools();
+    for (const n of await this.networks.listNetworks()) {
+      if (!isBridgeNetwork(n)) continue; // tsoverlay's addresses live in the cluster store
+      const subnets = [...n.state.subnets4, ...n.state.subnets6];
+      const mine = pools.filter((p) => subnets.includes(p.subnet));
+      if (!mine.length) continue;
+      await this.networks.exclusive(n.id, async () => {
+        const used = new Set((await this.networks.listEndpoints(n.id)).flatMap((e) => [e.spec.address4, e.spec.address6]).filter((a): a is string => !!a).map((a) => a.split('/')[0]!));
+        for (const p of mine) {
+          for (const a of await ipam.listAddresses(p.id)) {
+            if (a.kind !== 'endpoint' || !a.owner.startsWith('docker:') || used.has(a.ip)) continue;
+            if (Date.now() - Date.parse(a.at) < grace) continue; // a CreateEndpoint may be on its way
+            await ipam.releaseAddress(p.id, a.ip);
+            repairs.push({ what: 'orphan address released', network: n.id.slice(0, 12), object: a.ip });
+          }
+        }
+      });
     }
     return repairs;
   }

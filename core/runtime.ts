@@ -44,6 +44,8 @@ export interface DaemonOptions {
   graceSeconds?: number;
   /** Seconds between drift-repair passes (default 2). */
   reconcileSeconds?: number;
+  /** Seconds before an address Docker never used is freed (default 60). */
+  orphanGraceSeconds?: number;
 }
 
 export interface Daemon {
@@ -130,7 +132,9 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
   // Periodic passes, never inside a request handler: drift repair every couple of seconds (a
   // flushed iptables is back within that), and endpoints whose container vanished without a
   // DeleteEndpoint every 30 s.
-  const reconciler = new Reconciler(networks, { host, firewall, log, owner, ownedMac: () => ownerMac(owner) }, log);
+  const reconciler = new Reconciler(networks, { host, firewall, log, owner, ownedMac: () => ownerMac(owner) }, log, {
+    ipam, ...(opts.orphanGraceSeconds !== undefined ? { orphanGraceMs: opts.orphanGraceSeconds * 1000 } : {}),
+  });
   await reconciler.pass().catch((e) => log.error({ err: (e as Error).message }, 'start-up reconcile failed'));
   const repairTimer = setInterval(() => {
     reconciler.pass().catch((e) => log.error({ err: (e as Error).message }, 'reconcile pass failed'));
