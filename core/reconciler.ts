@@ -17,10 +17,10 @@ import { OVERLAY_BRIDGE } from '../drivers/overlay/index.js';
 import { overlayHandle } from '../drivers/overlay/netns.js';
 import { netnsByName, netnsExists } from '../kernel/netns.js';
 import { ifaceSysctl, sysctlSet } from '../kernel/sysctl.js';
-import type { Link } from '../kernel/types.js';
+import type { Address, Link } from '../kernel/types.js';
 import { macOwnedBy } from './owner.js';
 import type { Ipam } from '../ipam/ipam.js';
-import { isBridgeNetwork, isOverlayNetwork, type EndpointRecord, type NetworkRecord, type NetworkService } from './network-service.js';
+import { isBridgeNetwork, isOverlayNetwork, type BridgeNetworkRecord, type EndpointRecord, type NetworkRecord, type NetworkService } from './network-service.js';
 
 export interface Repair {
   what: string;
@@ -53,8 +53,12 @@ export class Reconciler {
   private async run(): Promise<Repair[]> {
     const repairs: Repair[] = [];
     const links = await this.ctx.host.linkList();
+    const addrs = await this.ctx.host.addrList();
     for (const n of await this.networks.listNetworks()) {
       if (!isBridgeNetwork(n) && !isOverlayNetwork(n)) continue;
+      // Checked without the network's lock first: a pass must not stall attaches when nothing
+      // drifted (the common case). Repairs re-check everything under the lock.
+      if (isBridgeNetwork(n) && !this.looksDrifted(n, await this.networks.listEndpoints(n.id), links, addrs)) continue;
       await this.networks.exclusive(n.id, async () => {
         const fresh = await this.networks.getNetwork(n.id);
         if (!fresh) return; // deleted meanwhile
@@ -73,6 +77,20 @@ export class Reconciler {
       this.log.warn({ repair: r.what, object: r.object, ...(r.network ? { network: r.network } : {}) }, 'drift repaired');
     }
     return repairs;
+  }
+
+  /** Whether a tsbridge network differs from its record, judged from dumps taken without a lock. */
+  private looksDrifted(n: BridgeNetworkRecord, eps: EndpointRecord[], links: Link[], addrs: Address[]): boolean {
+    const byName = new Map(links.map((l) => [l.name, l]));
+    const gw = byName.get(n.state.bridge);
+    if (!gw || !gw.up) return true;
+    const have = new Set(addrs.filter((a) => a.index === gw.index).map((a) => a.cidr));
+    if (n.state.gateways.some((g) => !have.has(g))) return true;
+    return eps.some((ep) => {
+      if (!('hostIf' in ep.state)) return false;
+      const v = byName.get(ep.state.hostIf);
+      return !!v && v.master !== gw.index;
+    });
   }
 
   private async repairNetwork(n: NetworkRecord, eps: EndpointRecord[]): Promise<Repair[]> {
@@ -165,15 +183,24 @@ export class Reconciler {
       const subnets = [...n.state.subnets4, ...n.state.subnets6];
       const mine = pools.filter((p) => subnets.includes(p.subnet));
       if (!mine.length) continue;
-      await this.networks.exclusive(n.id, async () => {
+      const orphans = async (): Promise<Array<{ pool: string; ip: string }>> => {
         const used = new Set((await this.networks.listEndpoints(n.id)).flatMap((e) => [e.spec.address4, e.spec.address6]).filter((a): a is string => !!a).map((a) => a.split('/')[0]!));
+        const out: Array<{ pool: string; ip: string }> = [];
         for (const p of mine) {
           for (const a of await ipam.listAddresses(p.id)) {
             if (a.kind !== 'endpoint' || !a.owner.startsWith('docker:') || used.has(a.ip)) continue;
             if (Date.now() - Date.parse(a.at) < grace) continue; // a CreateEndpoint may be on its way
-            await ipam.releaseAddress(p.id, a.ip);
-            repairs.push({ what: 'orphan address released', network: n.id.slice(0, 12), object: a.ip });
+            out.push({ pool: p.id, ip: a.ip });
           }
+        }
+        return out;
+      };
+      // Looked for without the lock; released under it after looking again.
+      if (!(await orphans()).length) continue;
+      await this.networks.exclusive(n.id, async () => {
+        for (const o of await orphans()) {
+          await ipam.releaseAddress(o.pool, o.ip);
+          repairs.push({ what: 'orphan address released', network: n.id.slice(0, 12), object: o.ip });
         }
       });
     }
