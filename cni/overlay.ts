@@ -13,7 +13,7 @@ import { NetlinkHandle } from '../kernel/netlink.js';
 import { withFileLock } from '../store/file-lock.js';
 import { OVERLAY_VXLAN } from '../drivers/overlay/index.js';
 import { overlayHandle } from '../drivers/overlay/netns.js';
-import { parseSubnet } from '../ipam/subnet.js';
+import { bigToIp, parseSubnet } from '../ipam/subnet.js';
 import { endpointIdFor, type CniRuntime } from './commands.js';
 import { parseCniArgs, requestedAddress, type BridgeConf } from './conf.js';
 import { CNI_CODES, CniError, type CniEnv, type CniResult } from './types.js';
@@ -35,7 +35,7 @@ function subnetsOf(conf: BridgeConf): { v4: { subnet: string; gateway: string };
   if (!v4) throw new CniError(CNI_CODES.INVALID_CONFIG, 'tsoverlay needs an IPv4 subnet (ipam type tsipam with "subnet", or a top-level "subnet")');
   const s = parseSubnet(v4.subnet);
   // The gateway defaults to the first address, the same on every host.
-  const gw = v4.gateway ?? `${s.cidr.split('/')[0]!.replace(/\d+$/, (d) => String(Number(d) + 1))}`;
+  const gw = v4.gateway ?? bigToIp(4, s.first + 1n);
   return { v4: { subnet: s.cidr, gateway: `${gw.split('/')[0]}/${s.prefixLen}` }, ...(v6 ? { v6: { subnet: parseSubnet(v6.subnet).cidr, ...(v6.gateway ? { gateway: `${v6.gateway.split('/')[0]}/${v6.subnet.split('/')[1]}` } : {}) } } : {}) };
 }
 

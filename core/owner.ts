@@ -26,12 +26,16 @@ export async function ownerMark(store: Store): Promise<string> {
  * 2 random bytes.
  */
 export function ownerMac(owner: string): string {
-  const id = owner.replace(/^tsnet:/, '').padEnd(6, '0').slice(0, 6);
   const r = randomBytes(2).toString('hex');
-  return ['0e', id.slice(0, 2), id.slice(2, 4), id.slice(4, 6), r.slice(0, 2), r.slice(2, 4)].join(':');
+  return `${ownerMacPrefix(owner)}:${r.slice(0, 2)}:${r.slice(2, 4)}`;
+}
+
+/** The first four bytes ("0e:xx:yy:zz") of every MAC ownerMac gives for this owner. */
+function ownerMacPrefix(owner: string): string {
+  const id = owner.replace(/^tsnet:/, '').padEnd(6, '0').slice(0, 6);
+  return ['0e', id.slice(0, 2), id.slice(2, 4), id.slice(4, 6)].join(':');
 }
 
 export function macOwnedBy(mac: string | undefined, owner: string): boolean {
-  if (!mac) return false;
-  return mac.startsWith(ownerMac(owner).slice(0, 12));
+  return !!mac && mac.startsWith(`${ownerMacPrefix(owner)}:`);
 }

@@ -12,11 +12,10 @@
 
 import type { DriverContext, Logger } from '../drivers/driver.js';
 import type { OverlayEndpointState } from '../drivers/overlay/index.js';
-import { randomMac } from '../drivers/bridge/index.js';
-import { OVERLAY_BRIDGE } from '../drivers/overlay/index.js';
+import { bridgeDriver } from '../drivers/bridge/index.js';
+import { OVERLAY_BRIDGE, overlayDriver } from '../drivers/overlay/index.js';
 import { overlayHandle } from '../drivers/overlay/netns.js';
 import { netnsByName, netnsExists } from '../kernel/netns.js';
-import { ifaceSysctl, sysctlSet } from '../kernel/sysctl.js';
 import type { Address, Link } from '../kernel/types.js';
 import { macOwnedBy } from './owner.js';
 import type { Ipam } from '../ipam/ipam.js';
@@ -111,18 +110,12 @@ export class Reconciler {
         return repairs;
       }
       if (!gw) {
-        const ovl = await overlayHandle(n.state.netns);
-        await ovl.linkDelIfExists({ name: 'gw0' });
-        await h.linkAdd({ kind: 'veth', name, mac: n.state.gatewayMac, mtu: n.state.mtu, peer: { name: 'gw0', mtu: n.state.mtu, netns: netnsByName(n.state.netns) } });
-        await ovl.linkSet({ name: 'gw0' }, { master: { name: OVERLAY_BRIDGE }, up: true });
-        await sysctlSet(h.netns, ifaceSysctl('ipv4', name, 'route_localnet'), '1');
+        await overlayDriver.makeGateway(this.ctx, n.state, n.state.subnets6.length > 0);
         gw = await h.linkGet({ name });
         repairs.push({ what: 'gateway interface recreated', network: net, object: name });
       }
     } else if (!gw) {
-      await h.linkAdd({ kind: 'bridge', name, mac: this.ctx.ownedMac?.() ?? randomMac(), ...(n.state.opts.mtu ? { mtu: n.state.opts.mtu } : {}) });
-      if (n.state.subnets6.length) await sysctlSet(h.netns, ifaceSysctl('ipv6', name, 'disable_ipv6'), '0');
-      await sysctlSet(h.netns, ifaceSysctl('ipv4', name, 'route_localnet'), '1');
+      await bridgeDriver.makeBridge(this.ctx, name, n.state.opts.mtu, n.state.subnets6.length > 0);
       gw = await h.linkGet({ name });
       repairs.push({ what: 'bridge recreated', network: net, object: name });
     }

@@ -16,6 +16,7 @@ import { DEFAULT_CNI_SOCKET, startCniServer } from '../cni/server.js';
 import { EtcdCluster, IPAM_OWNER } from '../store/etcd-cluster.js';
 import { OverlayService } from './overlay-service.js';
 import { ownerMac, ownerMark } from './owner.js';
+import type { DriverContext } from '../drivers/driver.js';
 import { Reconciler } from './reconciler.js';
 import { LinkReaper } from '../drivers/shared/reaper.js';
 import { closeOverlayHandles } from '../drivers/overlay/netns.js';
@@ -91,7 +92,9 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
   }
   const owner = await ownerMark(store);
   const reaper = new LinkReaper(log);
-  const networks = new NetworkService(store, { host, firewall, log, owner, ownedMac: () => ownerMac(owner), reaper, ...(cluster ? { cluster } : {}) });
+  // One driver context for every service of the daemon.
+  const ctx: DriverContext = { host, firewall, log, owner, ownedMac: () => ownerMac(owner), reaper, ...(cluster ? { cluster } : {}) };
+  const networks = new NetworkService(store, ctx);
   const dns = new DnsService({
     log,
     ...(opts.dnsPort !== undefined ? { port: opts.dnsPort } : {}),
@@ -103,7 +106,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
   networks.observe(dns);
   let overlay: OverlayService | undefined;
   if (cluster) {
-    overlay = new OverlayService(networks, cluster, { host, firewall, log, cluster }, dns, log);
+    overlay = new OverlayService(networks, cluster, ctx, dns, log);
     await overlay.restore();
     const c = cluster;
     // Docker with --ipam-driver tsipam: endpoint addresses of a tsoverlay subnet are taken in the
@@ -132,7 +135,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
   // Periodic passes, never inside a request handler: drift repair every couple of seconds (a
   // flushed iptables is back within that), and endpoints whose container vanished without a
   // DeleteEndpoint every 30 s.
-  const reconciler = new Reconciler(networks, { host, firewall, log, owner, ownedMac: () => ownerMac(owner) }, log, {
+  const reconciler = new Reconciler(networks, ctx, log, {
     ipam, ...(opts.orphanGraceSeconds !== undefined ? { orphanGraceMs: opts.orphanGraceSeconds * 1000 } : {}),
   });
   await reconciler.pass().catch((e) => log.error({ err: (e as Error).message }, 'start-up reconcile failed'));

@@ -111,7 +111,14 @@ export interface AddressDelegate {
 }
 
 export class Ipam {
-  private delegateFor: (subnet: string) => Promise<AddressDelegate | undefined> = async () => undefined;
+  /** Unset unless a cluster store is configured: then no pool lookup is added to every call. */
+  private delegateFor: ((subnet: string) => Promise<AddressDelegate | undefined>) | undefined;
+
+  private async delegateOf(poolId: string): Promise<AddressDelegate | undefined> {
+    if (!this.delegateFor) return undefined;
+    const pool = await this.getPool(poolId);
+    return pool ? this.delegateFor(pool.subnet) : undefined;
+  }
 
   /** Routes endpoint addresses of matching pools to another allocator (gateways stay local). */
   setDelegates(resolve: (subnet: string) => Promise<AddressDelegate | undefined>): void {
@@ -274,8 +281,7 @@ export class Ipam {
   /** Allocates and returns "ip/prefixLen" (the pool's prefix, as Docker expects). */
   async requestAddress(id: string, req: AddressRequest): Promise<string> {
     if ((req.kind ?? 'endpoint') === 'endpoint') {
-      const pool = await this.getPool(id);
-      const d = pool ? await this.delegateFor(pool.subnet) : undefined;
+      const d = await this.delegateOf(id);
       if (d) return d.allocate(req.address);
     }
     return this.store.transact((tx) => this.allocate(tx, id, req));
@@ -345,8 +351,7 @@ export class Ipam {
 
   /** Frees an address; a missing one is fine. Returns whether something was freed. */
   async releaseAddress(id: string, address: string): Promise<boolean> {
-    const pool = await this.getPool(id);
-    const d = pool ? await this.delegateFor(pool.subnet) : undefined;
+    const d = await this.delegateOf(id);
     if (d) await d.release(address.split('/')[0]!);
     return this.store.transact((tx) => this.release(tx, id, address));
   }

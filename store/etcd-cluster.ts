@@ -12,7 +12,7 @@
 // leased (a container keeps its address across a daemon restart) and are reclaimed after a grace
 // period by sweepDeadHosts.
 
-import { Etcd3, EtcdLeaseInvalidError, type Lease, type Watcher } from 'etcd3';
+import { Etcd3, EtcdLeaseInvalidError, type Lease } from 'etcd3';
 import { ExponentialBackoff, noop } from 'cockatiel';
 import { NetError } from '../kernel/errors.js';
 import { bigToIp, ipToBig, parseSubnet } from '../ipam/subnet.js';
@@ -72,7 +72,7 @@ export class EtcdCluster implements ClusterState {
   /** What this host published, so a lost lease can be replaced and everything put back. */
   private readonly members = new Set<string>();
   private readonly endpoints = new Map<string, Omit<ClusterEndpoint, 'host' | 'vtep'>>();
-  private readonly watchers = new Map<string, { w: Promise<Watcher>; listeners: Set<() => void> }>();
+  private readonly watchers = new Map<string, { w: Promise<{ cancel(): Promise<void> }>; listeners: Set<() => void> }>();
   /** When each host was first seen without a lease (for the address grace period). */
   private readonly deadSince = new Map<string, number>();
   private closed = false;
@@ -126,7 +126,7 @@ export class EtcdCluster implements ClusterState {
     this.republishing ??= (async () => {
       for (let attempt = 0; !this.closed; attempt++) {
         try {
-          await this.call('register host', () => this.lease.put(this.k.host(this.hostId)).value(JSON.stringify({ vtep: this.vtep, since: new Date().toISOString() })));
+          await this.registerHost();
           for (const n of this.members) await this.call('join', () => this.lease.put(this.k.member(n, this.hostId)).value(JSON.stringify({ vtep: this.vtep })));
           for (const [key, ep] of this.endpoints) {
             const [n] = key.split('\0') as [string];
@@ -146,7 +146,11 @@ export class EtcdCluster implements ClusterState {
   }
 
   /** Registers the host; fails (UNAVAILABLE) if etcd cannot be reached now. */
-  async start(): Promise<void> {
+  start(): Promise<void> {
+    return this.registerHost();
+  }
+
+  private async registerHost(): Promise<void> {
     await this.call('register host', () => this.lease.put(this.k.host(this.hostId)).value(JSON.stringify({ vtep: this.vtep, since: new Date().toISOString() })));
   }
 
@@ -359,7 +363,7 @@ export class EtcdCluster implements ClusterState {
           x.on('put', fire).on('delete', fire).on('connected', fire);
           x.on('error', (e) => this.log.warn({ network, err: (e as Error).message }, 'cluster watch error'));
         }
-        return { cancel: async () => { await wEp.cancel(); await wMem.cancel(); } } as unknown as Watcher;
+        return { cancel: async () => { await wEp.cancel(); await wMem.cancel(); } };
       })();
       w.catch((e) => this.log.warn({ network, err: (e as Error).message }, 'cluster watch could not start'));
       entry = { w, listeners };

@@ -57,29 +57,35 @@ export const bridgeDriver = {
     if (await ctx.host.linkFind({ name: bridge })) {
       throw new NetError('ALREADY_EXISTS', `a network interface named ${bridge} already exists on the host; choose another com.docker.network.bridge.name`);
     }
-    // A bridge without an assigned MAC takes the lowest MAC of its ports, so it changes as
-    // containers come and go, and containers keep sending to the old gateway MAC from their ARP
-    // cache (their DNS and egress break until it expires). An assigned MAC never changes.
-    await ctx.host.linkAdd({ kind: 'bridge', name: bridge, mac: ctx.ownedMac?.() ?? randomMac(), ...(opts.mtu ? { mtu: opts.mtu } : {}) });
-    tx.onUndo(`delete bridge ${bridge}`, () => ctx.host.linkDelIfExists({ name: bridge }));
+    await bridgeDriver.makeBridge(ctx, bridge, opts.mtu, spec.enableIPv6 && spec.ipv6.length > 0, tx);
     const gateways: string[] = [];
     for (const s of [...spec.ipv4, ...(spec.enableIPv6 ? spec.ipv6 : [])]) {
       if (!s.gateway) continue;
       await ctx.host.addrAdd({ name: bridge }, s.gateway, { nodad: true });
       gateways.push(s.gateway);
     }
-    if (spec.enableIPv6 && spec.ipv6.length) {
-      await sysctlSet(ctx.host.netns, ifaceSysctl('ipv6', bridge, 'disable_ipv6'), '0');
-    }
-    // 127.0.0.1-published ports are DNATed out of this bridge with a loopback source until
-    // masquerade rewrites it; the kernel drops such packets unless route_localnet is on. The
-    // firewall drops the reverse direction (containers to 127/8), see kernel/firewall.
-    await sysctlSet(ctx.host.netns, ifaceSysctl('ipv4', bridge, 'route_localnet'), '1');
     await ctx.host.linkSet({ name: bridge }, { up: true, ...(ctx.owner ? { alias: ctx.owner } : {}) });
     return {
       bridge, opts, gateways, internal: spec.internal, created: true,
       subnets4: spec.ipv4.map((s) => s.subnet), subnets6: spec.enableIPv6 ? spec.ipv6.map((s) => s.subnet) : [],
     };
+  },
+
+  /**
+   * The bridge link with its MAC and sysctls, down and without addresses (network creation, and
+   * the reconciler rebuilding a deleted one). The undo is registered before anything can fail.
+   */
+  async makeBridge(ctx: DriverContext, bridge: string, mtu: number | undefined, ipv6: boolean, tx?: Tx): Promise<void> {
+    // A bridge without an assigned MAC takes the lowest MAC of its ports, so it changes as
+    // containers come and go, and containers keep sending to the old gateway MAC from their ARP
+    // cache (their DNS and egress break until it expires). An assigned MAC never changes.
+    await ctx.host.linkAdd({ kind: 'bridge', name: bridge, mac: ctx.ownedMac?.() ?? randomMac(), ...(mtu ? { mtu } : {}) });
+    tx?.onUndo(`delete bridge ${bridge}`, () => ctx.host.linkDelIfExists({ name: bridge }));
+    if (ipv6) await sysctlSet(ctx.host.netns, ifaceSysctl('ipv6', bridge, 'disable_ipv6'), '0');
+    // 127.0.0.1-published ports are DNATed out of this bridge with a loopback source until
+    // masquerade rewrites it; the kernel drops such packets unless route_localnet is on. The
+    // firewall drops the reverse direction (containers to 127/8), see kernel/firewall.
+    await sysctlSet(ctx.host.netns, ifaceSysctl('ipv4', bridge, 'route_localnet'), '1');
   },
 
   async deleteNetwork(ctx: DriverContext, state: BridgeNetworkState): Promise<void> {

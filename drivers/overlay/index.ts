@@ -122,21 +122,30 @@ export const overlayDriver = {
     await ovl.linkSet({ name: OVERLAY_VXLAN }, { master: { name: OVERLAY_BRIDGE }, up: true });
     // The bridge knows every remote MAC from static entries: frames to any other MAC stay home.
     await ovl.bridgePortSet({ name: OVERLAY_VXLAN }, { learning: false, unicastFlood: false });
-    // The gateway: same address and MAC on every host, on the host end of a veth into the bridge.
-    await ctx.host.linkAdd({ kind: 'veth', name: bridge, mac: gatewayMac, mtu, peer: { name: GATEWAY_PEER, mtu, netns: ns } });
-    tx.onUndo(`delete ${bridge}`, () => ctx.host.linkDelIfExists({ name: bridge }));
-    await ovl.linkSet({ name: GATEWAY_PEER }, { master: { name: OVERLAY_BRIDGE }, up: true });
+    await overlayDriver.makeGateway(ctx, { bridge, gatewayMac, mtu, netns: nsName }, !!s6, tx);
     await ovl.linkSetUp({ name: OVERLAY_BRIDGE });
     const gateways = [net.gateway4!, ...(s6?.gateway ? [s6.gateway] : [])];
     for (const g of gateways) await ctx.host.addrAdd({ name: bridge }, g, { nodad: true });
-    if (s6) await sysctlSet(ctx.host.netns, ifaceSysctl('ipv6', bridge, 'disable_ipv6'), '0');
-    await sysctlSet(ctx.host.netns, ifaceSysctl('ipv4', bridge, 'route_localnet'), '1');
     await ctx.host.linkSet({ name: bridge }, { up: true, ...(ctx.owner ? { alias: ctx.owner } : {}) });
     await cluster.join(name);
     return {
       cluster: name, vni: net.vni, bridge, netns: nsName, mtu, gatewayMac, gateways,
       subnets4: [s4.subnet], subnets6: s6 ? [s6.subnet] : [], internal: spec.internal, opts,
     };
+  },
+
+  /**
+   * The gateway: same address and MAC on every host, on the host end of a veth into the overlay
+   * bridge; without its addresses (network creation, and the reconciler rebuilding a deleted one).
+   */
+  async makeGateway(ctx: DriverContext, st: Pick<OverlayNetworkState, 'bridge' | 'gatewayMac' | 'mtu' | 'netns'>, ipv6: boolean, tx?: Tx): Promise<void> {
+    const ovl = await overlayHandle(st.netns);
+    await ovl.linkDelIfExists({ name: GATEWAY_PEER }); // a half left by a deleted pair
+    await ctx.host.linkAdd({ kind: 'veth', name: st.bridge, mac: st.gatewayMac, mtu: st.mtu, peer: { name: GATEWAY_PEER, mtu: st.mtu, netns: netnsByName(st.netns) } });
+    tx?.onUndo(`delete ${st.bridge}`, () => ctx.host.linkDelIfExists({ name: st.bridge }));
+    await ovl.linkSet({ name: GATEWAY_PEER }, { master: { name: OVERLAY_BRIDGE }, up: true });
+    if (ipv6) await sysctlSet(ctx.host.netns, ifaceSysctl('ipv6', st.bridge, 'disable_ipv6'), '0');
+    await sysctlSet(ctx.host.netns, ifaceSysctl('ipv4', st.bridge, 'route_localnet'), '1');
   },
 
   async deleteNetwork(ctx: DriverContext, state: OverlayNetworkState): Promise<void> {

@@ -11,7 +11,6 @@ import type { Logger } from '../driver.js';
 
 export class LinkReaper {
   private tail: Promise<void> = Promise.resolve();
-  private pending = 0;
 
   constructor(private readonly log: Logger) {}
 
@@ -23,14 +22,11 @@ export class LinkReaper {
       if (isNotFound(e)) return false;
       throw e;
     }
-    this.pending++;
     this.tail = this.tail.then(async () => {
       try {
         await h.linkDelIfExists({ name });
       } catch (e) {
         this.log.warn({ link: name, err: (e as Error).message }, 'deferred link deletion failed; the reconciler will retry');
-      } finally {
-        this.pending--;
       }
     });
     return true;
@@ -39,9 +35,5 @@ export class LinkReaper {
   /** Resolves when every queued deletion is done. */
   drain(): Promise<void> {
     return this.tail;
-  }
-
-  get queued(): number {
-    return this.pending;
   }
 }
