@@ -1,7 +1,7 @@
 // Datapath: iperf3 between two containers on one tsbridge network and on one Docker bridge
 // network, same run (iperf3 from Debian runs inside the containers' namespaces through nsenter).
 
-import { ensureDocker, IMAGE, sh, startTsnet } from './lab.js';
+import { ensureDocker, hasCommand, IMAGE, sh, startTsnet } from './lab.js';
 import type { BenchOptions, BenchResult } from './types.js';
 
 function throughputGbps(serverPid: string, clientPid: string, serverIp: string, seconds: number): number {
@@ -19,7 +19,7 @@ function throughputGbps(serverPid: string, clientPid: string, serverIp: string, 
 }
 
 export async function benchDatapath(opts: BenchOptions): Promise<BenchResult[]> {
-  if (!sh('sh', ['-c', 'command -v iperf3 || true']).trim()) {
+  if (!hasCommand('iperf3')) {
     return [{ name: 'datapath: iperf3 (Gbit/s)', ours: null, anchor: null, higherIsBetter: true, target: 0.97, anchorCommand: 'iperf3 not installed' }];
   }
   await ensureDocker();

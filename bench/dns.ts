@@ -6,7 +6,7 @@
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ensureDocker, IMAGE, makeOutsideHost, sh, startTsnet } from './lab.js';
+import { ensureDocker, hasCommand, IMAGE, makeOutsideHost, sh, startTsnet } from './lab.js';
 import type { BenchOptions, BenchResult } from './types.js';
 
 interface PerfResult {
@@ -32,7 +32,7 @@ function dnsperf(pid: string, server: string, file: string, seconds: number): Pe
 }
 
 export async function benchDns(opts: BenchOptions): Promise<BenchResult[]> {
-  if (!sh('sh', ['-c', 'command -v dnsperf || true']).trim()) {
+  if (!hasCommand('dnsperf')) {
     return [{ name: 'dns: local names (qps)', ours: null, anchor: null, higherIsBetter: true, target: 1.5, anchorCommand: 'dnsperf not installed (apt-get install dnsperf)' }];
   }
   await ensureDocker();

@@ -24,6 +24,9 @@ export function sh(cmd: string, args: string[], opts: { input?: string; allowFai
   return r.stdout;
 }
 
+/** Whether a command is on PATH (benchmarks whose tools are missing print a row saying so). */
+export const hasCommand = (name: string): boolean => spawnSync('sh', ['-c', 'command -v "$1"', 'sh', name], { stdio: 'ignore' }).status === 0;
+
 export const succeeds = (cmd: string, args: string[]): boolean => spawnSync(cmd, args, { stdio: 'ignore', timeout: 120_000 }).status === 0;
 
 export async function waitFor(check: () => boolean, what: string, ms = 30_000): Promise<void> {

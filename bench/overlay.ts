@@ -6,7 +6,7 @@
 import { spawnSync } from 'node:child_process';
 import { performance } from 'node:perf_hooks';
 import { ClusterLab, type LabHost } from './cluster-lab.js';
-import { sh } from './lab.js';
+import { hasCommand, sh } from './lab.js';
 import type { BenchOptions, BenchResult } from './types.js';
 
 const P = 'tsnb';
@@ -63,7 +63,7 @@ async function joinToPing(lab: ClusterLab, from: string, h: LabHost, net: { netw
 }
 
 export async function benchOverlay(opts: BenchOptions): Promise<BenchResult[]> {
-  const missing = ['etcd', 'iperf3'].filter((c) => spawnSync('sh', ['-c', `command -v ${c}`]).status !== 0);
+  const missing = ['etcd', 'iperf3'].filter((c) => !hasCommand(c));
   if (missing.length) {
     return [{ name: 'overlay', ours: null, anchor: null, higherIsBetter: true, target: 0.95, anchorCommand: `${missing.join(', ')} not installed` }];
   }
