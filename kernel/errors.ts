@@ -12,6 +12,14 @@ import { constants } from 'node:os';
 // which is the name strace and the kernel headers use.
 const ERRNO_NAMES = new Map<number, string>();
 for (const [name, num] of Object.entries(constants.errno)) if (!ERRNO_NAMES.has(num)) ERRNO_NAMES.set(num, name);
+// Linux errnos that netlink returns and Node's table lacks.
+const LINUX_EXTRA: Record<number, string> = { 54: 'EXFULL' };
+for (const [num, name] of Object.entries(LINUX_EXTRA)) if (!ERRNO_NAMES.has(Number(num))) ERRNO_NAMES.set(Number(num), name);
+
+/** What a bare errno means in netlink terms, when the kernel sends no extended ack of its own. */
+const NETLINK_HINTS: Record<string, string> = {
+  EXFULL: 'no free port number: a Linux bridge holds at most 1023 ports',
+};
 
 export function errnoName(errno: number): string {
   return ERRNO_NAMES.get(errno) ?? `E${errno}`;
@@ -64,7 +72,8 @@ export class KernelError extends Error {
 
   constructor(errno: number, op: string, target: string, extack?: string) {
     const code = errnoName(errno);
-    super(`${op} ${target}: ${code}${extack ? ` (${extack})` : ''}`);
+    const why = extack ?? NETLINK_HINTS[code];
+    super(`${op} ${target}: ${code}${why ? ` (${why})` : ''}`);
     this.name = 'KernelError';
     this.errno = errno;
     this.code = code;

@@ -6,8 +6,8 @@ import { closeSync, openSync } from 'node:fs';
 import { InvalidArgumentError, KernelError, isNotFound } from './errors.js';
 import { native, isNativeError } from './native.js';
 import { validateIfName } from './names.js';
-import type { Attr } from './nl/attr.js';
-import { AF, IFF, NLM_F, RTM, RTM_NAMES } from './nl/constants.js';
+import { attr, type Attr } from './nl/attr.js';
+import { AF, IFF, IFLA, NLM_F, RTM, RTM_NAMES } from './nl/constants.js';
 import { addrMessage, ifaddrmsg, parseAddr } from './nl/addr.js';
 import { bridgePortAttrs, ifinfomsg, linkChangeAttrs, linkCreateAttrs, parseLink } from './nl/link.js';
 import { encodeRequest, parseReply, type ReplyMessage } from './nl/message.js';
@@ -211,6 +211,22 @@ export class NetlinkHandle implements AsyncDisposable {
       attrs.push({ type: 3, value: Buffer.from(`${id.name}\0`) });
     }
     await this.ack(RTM.DELLINK, 0, header, attrs, describe(id));
+  }
+
+  /**
+   * Deletes every link of a group in one request. The kernel unregisters them as one batch, so a
+   * batch pays the RCU grace periods of a link deletion once instead of once per link. Resolves
+   * false when the group is empty.
+   */
+  async linkDelGroup(group: number): Promise<boolean> {
+    if (!Number.isInteger(group) || group < 1 || group > 0xffffffff) throw new RangeError(`link group must be 1..2^32-1, got ${group}`);
+    try {
+      await this.ack(RTM.DELLINK, 0, ifinfomsg(), [attr.u32(IFLA.GROUP, group)], `link group ${group}`);
+      return true;
+    } catch (e) {
+      if (isNotFound(e)) return false;
+      throw e;
+    }
   }
 
   /** Deletes the link if it exists; true when something was deleted. */

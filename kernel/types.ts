@@ -78,6 +78,8 @@ export interface Link {
   vlan?: { id: number };
   /** IFLA_IFALIAS, when set. */
   alias?: string;
+  /** IFLA_GROUP (0 is the default group). */
+  group?: number;
   /** Present when the link is a port of a bridge. */
   bridgePort?: Required<BridgePortFlags>;
 }
@@ -89,6 +91,8 @@ export interface LinkChange {
   name?: string;
   /** IFLA_IFALIAS: free text; tsnet marks the links it owns with it. */
   alias?: string;
+  /** IFLA_GROUP: a link group, which one RTM_DELLINK can delete as a whole (see linkDelGroup). */
+  group?: number;
   /** Enslave to this master; null releases it (nomaster). */
   master?: LinkId | null;
   netns?: NetnsRef;

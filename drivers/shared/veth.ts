@@ -1,7 +1,7 @@
 // The endpoint of a bridge-based driver (tsbridge, tsoverlay): a veth pair whose host end is a
 // port of the network's bridge and whose other end goes to the container.
 
-import { isNotFound } from '../../kernel/errors.js';
+import { isKernelError, isNotFound } from '../../kernel/errors.js';
 import { ifaceSysctl, sysctlSet } from '../../kernel/sysctl.js';
 import type { Tx } from '../../core/tx.js';
 import type { DriverContext, EndpointSpec } from '../driver.js';
@@ -34,12 +34,21 @@ export async function attachVeth(ctx: DriverContext, where: BridgeRef, mtu: numb
   const side = typeof where === 'string' ? ctx.host : where.in;
   const mac = ep.mac || (ep.address4 ? macFromIpv4(ep.address4) : undefined);
   const containerIf = ep.sandbox?.ifName ?? names.container;
-  await ctx.host.linkAdd({
+  const create = () => ctx.host.linkAdd({
     kind: 'veth', name: names.host, ...(mtu ? { mtu } : {}), ...(typeof where === 'string' ? {} : { netns: where.netns }),
     // The host end's MAC is never addressed; it carries the store's mark from the first instant.
     ...(ctx.ownedMac ? { mac: ctx.ownedMac() } : {}),
     peer: { name: containerIf, ...(mac ? { mac } : {}), ...(mtu ? { mtu } : {}), ...(ep.sandbox ? { netns: ep.sandbox.netns } : {}) },
   });
+  try {
+    await create();
+  } catch (e) {
+    // The same endpoint detached a moment ago (a CNI DEL then ADD) may still await its batched
+    // deletion under this name: let the reaper finish, then try once more.
+    if (!ctx.reaper || !isKernelError(e, 'EEXIST')) throw e;
+    await ctx.reaper.drain();
+    await create();
+  }
   tx.onUndo(`delete veth ${names.host}`, () => side.linkDelIfExists({ name: names.host }));
   // The container end gets its addresses at once; DAD would delay them by seconds.
   await sysctlSet(ep.sandbox?.netns ?? ctx.host.netns, ifaceSysctl('ipv6', containerIf, 'accept_dad'), '0').catch(() => undefined);

@@ -79,6 +79,7 @@ export function linkChangeAttrs(change: LinkChange, nsFd: (path: string) => numb
   if (change.mac !== undefined) attrs.push(attr.raw(IFLA.ADDRESS, macToBytes(change.mac)));
   if (change.name !== undefined) attrs.push(attr.str(IFLA.IFNAME, change.name));
   if (change.alias !== undefined) attrs.push(attr.str(IFLA.IFALIAS, change.alias));
+  if (change.group !== undefined) attrs.push(attr.u32(IFLA.GROUP, change.group));
   if (masterIndex !== undefined) attrs.push(attr.u32(IFLA.MASTER, masterIndex ?? 0));
   if (change.netns) attrs.push(attr.u32(IFLA.NET_NS_FD, nsFd(change.netns.path)));
   return attrs;
@@ -121,6 +122,8 @@ export function parseLink(payload: Buffer): Link {
   if (mac && mac.length === 6) link.mac = bytesToMac(mac);
   const alias = a.str(IFLA.IFALIAS);
   if (alias) link.alias = alias;
+  const group = a.u32(IFLA.GROUP);
+  if (group) link.group = group;
   const master = a.u32(IFLA.MASTER);
   if (master) link.master = master;
   const parent = a.u32(IFLA.LINK);

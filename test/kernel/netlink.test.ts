@@ -120,6 +120,23 @@ describe.skipIf(!isRoot)('netlink handle (root, throwaway namespaces)', () => {
     expect(link('dm1.5').linkinfo.info_data.id).toBe(5);
   });
 
+  it('link groups: set, read back, and one request deletes the whole group (peers included)', async () => {
+    const cont = makeNs('c');
+    for (const i of [0, 1, 2]) await nl.linkAdd({ kind: 'veth', name: `g${i}`, peer: { name: `gp${i}`, netns: { path: cont.path } } });
+    await nl.linkAdd({ kind: 'veth', name: 'keep', peer: { name: 'keep-p' } });
+    for (const i of [0, 1, 2]) await nl.linkSet({ name: `g${i}` }, { group: 4242, up: false });
+    expect(link('g1').group).toBe('4242');
+    expect((await nl.linkGet({ name: 'g2' })).group).toBe(4242);
+    expect((await nl.linkGet({ name: 'keep' })).group).toBeUndefined();
+    expect(await nl.linkDelGroup(4242)).toBe(true);
+    expect(linkNames(host.name).filter((n) => n.startsWith('g'))).toEqual([]);
+    expect(linkNames(cont.name).filter((n) => n.startsWith('gp'))).toEqual([]);
+    expect(linkNames(host.name)).toContain('keep');
+    // An empty group is not an error; group 0 (every default link) is refused before the kernel.
+    expect(await nl.linkDelGroup(4242)).toBe(false);
+    await expect(nl.linkDelGroup(0)).rejects.toThrow(RangeError);
+  });
+
   it('lists links, finds by index, and reports a missing link as ENODEV', async () => {
     await nl.linkAdd({ kind: 'bridge', name: 'br-l' });
     const all = await nl.linkList();
