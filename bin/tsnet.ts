@@ -25,7 +25,8 @@ const USAGE = `usage: tsnet serve [--plugin-dir DIR] [--state-dir DIR] [--log-le
   --advertise-addr IP      this host's underlay address, the VXLAN endpoint (with --cluster-store)
   --lease-ttl SECONDS      how long a silent host keeps its overlay entries (default 10)
   --cluster-grace SECONDS  how long a dead host's addresses stay reserved (default 60)
-  --orphan-grace SECONDS   how long an address Docker was given but never used stays reserved (default 60)`;
+  --orphan-grace SECONDS   how long an address Docker was given but never used stays reserved (default 60)
+  --reconcile-interval SECONDS  periodic drift-repair pass (default 2; link and address events also start one)`;
 
 /** Writes one small executable per CNI plugin type into the runtime's CNI bin dir. */
 function cniInstall(binDir: string): number {
@@ -116,7 +117,7 @@ async function main(): Promise<number> {
     console.error(USAGE);
     return args.cmd === 'help' || args.cmd === '' ? 0 : 2;
   }
-  const known = new Set(['plugin-dir', 'state-dir', 'log-level', 'dns-upstream', 'dns-domain', 'dns-port', 'docker-socket', 'cni-socket', 'cluster-store', 'advertise-addr', 'lease-ttl', 'cluster-grace', 'orphan-grace']);
+  const known = new Set(['plugin-dir', 'state-dir', 'log-level', 'dns-upstream', 'dns-domain', 'dns-port', 'docker-socket', 'cni-socket', 'cluster-store', 'advertise-addr', 'lease-ttl', 'cluster-grace', 'orphan-grace', 'reconcile-interval']);
   const unknown = Object.keys(args.flags).filter((k) => !known.has(k));
   if (unknown.length) {
     console.error(`unknown option(s): ${unknown.map((k) => `--${k}`).join(', ')}\n${USAGE}`);
@@ -137,12 +138,14 @@ async function main(): Promise<number> {
   let leaseTtl: number | undefined;
   let graceSeconds: number | undefined;
   let orphanGrace: number | undefined;
+  let reconcileInterval: number | undefined;
   try {
     if (args.flags['cluster-store']) clusterStore = parseClusterStore(args.flags['cluster-store']);
     if (clusterStore && !args.flags['advertise-addr']) throw new Error('--cluster-store needs --advertise-addr IP');
     leaseTtl = num('lease-ttl');
     graceSeconds = num('cluster-grace');
     orphanGrace = num('orphan-grace');
+    reconcileInterval = num('reconcile-interval');
   } catch (e) {
     console.error(`${(e as Error).message}\n${USAGE}`);
     return 2;
@@ -162,6 +165,7 @@ async function main(): Promise<number> {
       ...(leaseTtl ? { leaseTtl } : {}),
       ...(graceSeconds ? { graceSeconds } : {}),
       ...(orphanGrace ? { orphanGraceSeconds: orphanGrace } : {}),
+      ...(reconcileInterval ? { reconcileSeconds: reconcileInterval } : {}),
     });
   } catch (e) {
     console.error(`tsnet serve: ${(e as Error).message}`);

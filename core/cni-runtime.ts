@@ -18,7 +18,7 @@ export async function openCniRuntime(stateDir: string, log: Logger) {
   const firewall = new IptablesFirewall();
   const ipam = new Ipam(store, { hostNetworks: () => hostNetworks(host), log: (msg, f) => log.warn(f ?? {}, msg) });
   const owner = await ownerMark(store);
-  const networks = new NetworkService(store, { host, firewall, log, owner, ownedMac: () => ownerMac(owner) });
+  const networks = new NetworkService(store, { host, firewall, log, owner, ownedMac: (stableFor?: string) => ownerMac(owner, stableFor) });
   return {
     networks, ipam, host, stateDir, log, dnsDomain: 'tsnet.internal',
     async close() {

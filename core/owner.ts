@@ -3,7 +3,7 @@
 // my records" does not mean leaked. Links tsnet creates carry "tsnet:<id>" in their alias (the
 // id is kept in the store), and only links carrying this store's mark are ever removed as leaks.
 
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import type { Store } from '../store/store.js';
 
 const KEY = 'meta/owner';
@@ -23,10 +23,11 @@ export async function ownerMark(store: Store): Promise<string> {
  * A MAC that says which store made the link: set at creation (the kernel takes IFLA_ADDRESS in
  * the create request, not IFLA_IFALIAS), so a link is recognisable even if the daemon dies before
  * it could set the alias. 0e: locally administered unicast, then 3 bytes of the store id, then
- * 2 random bytes.
+ * 2 bytes: random, or from `stableFor` so that a link rebuilt under the same name (a gateway the
+ * reconciler recreates) gets the same MAC and containers' neighbour caches stay right.
  */
-export function ownerMac(owner: string): string {
-  const r = randomBytes(2).toString('hex');
+export function ownerMac(owner: string, stableFor?: string): string {
+  const r = stableFor === undefined ? randomBytes(2).toString('hex') : createHash('sha256').update(stableFor).digest('hex').slice(0, 4);
   return `${ownerMacPrefix(owner)}:${r.slice(0, 2)}:${r.slice(2, 4)}`;
 }
 

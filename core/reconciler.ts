@@ -1,6 +1,8 @@
 // Drift repair: compares what the store says with what the kernel has and puts the kernel back.
-// Runs every few seconds (cheap when nothing drifted: a link dump, an address dump and one
-// iptables-save per family) and once at start.
+// Runs once at start, whenever the kernel announces a change to an object we watch (link and
+// address events: a pass starts ~50 ms later), and every few seconds for what sends no event
+// (iptables; cheap when nothing drifted: a link dump, an address dump and one iptables-save per
+// family).
 //
 //   - a tsbridge/tsoverlay gateway interface deleted or down, or its gateway address removed
 //   - an endpoint's veth detached from its bridge
@@ -16,6 +18,8 @@ import { bridgeDriver } from '../drivers/bridge/index.js';
 import { OVERLAY_BRIDGE, overlayDriver } from '../drivers/overlay/index.js';
 import { overlayHandle } from '../drivers/overlay/netns.js';
 import { netnsByName, netnsExists } from '../kernel/netns.js';
+import { NetlinkEvents, type NetlinkEvent } from '../kernel/netlink-events.js';
+import { REAP_GROUP } from '../drivers/shared/reaper.js';
 import type { Address, Link } from '../kernel/types.js';
 import { macOwnedBy } from './owner.js';
 import type { Ipam } from '../ipam/ipam.js';
@@ -33,6 +37,14 @@ export class Reconciler {
   private leakSuspects = new Set<string>();
   private reported = new Set<string>();
   private running: Promise<Repair[]> | undefined;
+  /** Names whose change means drift: gateway interfaces (bridges) and endpoints' bridge ends. */
+  private watchedGateways = new Set<string>();
+  private watchedPorts = new Set<string>();
+  private gatewayIndexes = new Set<number>();
+  private events: NetlinkEvents | undefined;
+  private kickTimer: NodeJS.Timeout | undefined;
+  /** Passes started by kernel events (for logs and metrics). */
+  eventPasses = 0;
 
   constructor(
     private readonly networks: NetworkService,
@@ -49,11 +61,68 @@ export class Reconciler {
     return this.running;
   }
 
+  /** Listens to the host namespace's link and address events; a relevant one starts a pass. */
+  watch(): void {
+    this.events ??= NetlinkEvents.open(this.ctx.host.netns, (e) => {
+      if (!this.relevant(e)) return;
+      this.log.debug({ event: e.type, ...('link' in e ? { link: e.link.name } : 'addr' in e ? { addr: e.addr.cidr, index: e.addr.index } : {}) }, 'kernel event: drift check');
+      this.kick();
+    });
+  }
+
+  close(): void {
+    clearTimeout(this.kickTimer);
+    this.events?.close();
+    this.events = undefined;
+  }
+
+  private relevant(e: NetlinkEvent): boolean {
+    switch (e.type) {
+      case 'overrun':
+        return true;
+      case 'link-del':
+        return !e.bridgePort && this.watchedGateways.has(e.link.name);
+      case 'link-new':
+        if (e.bridgePort) return false;
+        if (this.watchedGateways.has(e.link.name)) {
+          this.gatewayIndexes.add(e.link.index); // a recreated gateway has a new index
+          return !e.link.up;
+        }
+        // A port pulled out of its bridge; not one we retired ourselves (the reap group).
+        return this.watchedPorts.has(e.link.name) && e.link.master === undefined && e.link.group !== REAP_GROUP;
+      case 'addr-del':
+        return this.gatewayIndexes.has(e.addr.index);
+      default:
+        return false;
+    }
+  }
+
+  /** A pass soon: events come in bursts, and one pass answers a burst. */
+  private kick(): void {
+    if (this.kickTimer) return;
+    this.kickTimer = setTimeout(() => {
+      this.kickTimer = undefined;
+      // A pass already running may have read the kernel before this change: follow it with one.
+      void (this.running ?? Promise.resolve())
+        .catch(() => undefined)
+        .then(() => {
+          this.eventPasses++;
+          return this.pass();
+        })
+        .catch((err) => this.log.error({ err: (err as Error).message }, 'reconcile pass failed'));
+    }, 50);
+    this.kickTimer.unref();
+  }
+
   private async run(): Promise<Repair[]> {
     const repairs: Repair[] = [];
     const links = await this.ctx.host.linkList();
     const addrs = await this.ctx.host.addrList();
-    for (const n of await this.networks.listNetworks()) {
+    const nets = await this.networks.listNetworks();
+    this.watchedGateways = new Set(nets.flatMap((n) => (isBridgeNetwork(n) || isOverlayNetwork(n) ? [n.state.bridge] : [])));
+    this.gatewayIndexes = new Set(links.filter((l) => this.watchedGateways.has(l.name)).map((l) => l.index));
+    this.watchedPorts = new Set((await this.networks.listEndpoints()).flatMap((e) => ('hostIf' in e.state ? [e.state.hostIf] : [])));
+    for (const n of nets) {
       if (!isBridgeNetwork(n) && !isOverlayNetwork(n)) continue;
       // Checked without the network's lock first: a pass must not stall attaches when nothing
       // drifted (the common case). Repairs re-check everything under the lock.

@@ -93,7 +93,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
   const owner = await ownerMark(store);
   const reaper = new LinkReaper(log);
   // One driver context for every service of the daemon.
-  const ctx: DriverContext = { host, firewall, log, owner, ownedMac: () => ownerMac(owner), reaper, ...(cluster ? { cluster } : {}) };
+  const ctx: DriverContext = { host, firewall, log, owner, ownedMac: (stableFor?: string) => ownerMac(owner, stableFor), reaper, ...(cluster ? { cluster } : {}) };
   const networks = new NetworkService(store, ctx);
   const dns = new DnsService({
     log,
@@ -139,6 +139,11 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
     ipam, ...(opts.orphanGraceSeconds !== undefined ? { orphanGraceMs: opts.orphanGraceSeconds * 1000 } : {}),
   });
   await reconciler.pass().catch((e) => log.error({ err: (e as Error).message }, 'start-up reconcile failed'));
+  try {
+    reconciler.watch();
+  } catch (e) {
+    log.warn({ err: (e as Error).message }, 'no netlink events; drift is repaired by the periodic pass only');
+  }
   const repairTimer = setInterval(() => {
     reconciler.pass().catch((e) => log.error({ err: (e as Error).message }, 'reconcile pass failed'));
   }, (opts.reconcileSeconds ?? 2) * 1000);
@@ -181,6 +186,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
       clearInterval(timer);
       clearInterval(repairTimer);
       clearInterval(clusterTimer);
+      reconciler.close();
       dockerNames.stop();
       // Stop accepting calls, let those in flight finish (fastify close waits), then close the store.
       await Promise.all(apps.map((a) => a.close()));

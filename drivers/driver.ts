@@ -8,6 +8,7 @@ import type { ClusterState } from './overlay/cluster.js';
 import type { LinkReaper } from './shared/reaper.js';
 
 export interface Logger {
+  debug(obj: object, msg?: string): void;
   info(obj: object, msg?: string): void;
   warn(obj: object, msg?: string): void;
   error(obj: object, msg?: string): void;
@@ -23,7 +24,7 @@ export interface DriverContext {
   /** Alias marking links this store created ("tsnet:<id>", see core/owner.ts). */
   readonly owner?: string;
   /** MACs for links this store creates, recognisable from creation on (core/owner.ts). */
-  readonly ownedMac?: () => string;
+  readonly ownedMac?: (stableFor?: string) => string;
   /** The cluster store, when the daemon runs with --cluster-store (tsoverlay needs it). */
   readonly cluster?: ClusterState;
 }

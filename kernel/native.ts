@@ -10,7 +10,13 @@ export interface NativeError extends Error {
   syscall: string;
 }
 
+/** A netlink multicast subscription read by a native thread (native/src/netlink_watch.h). */
+export interface NativeNetlinkWatch {
+  close(): void;
+}
+
 export interface NativeBinding {
+  NetlinkWatch: new (nsPath: string | null, groups: number, onData: (buf: Buffer | null) => void) => NativeNetlinkWatch;
   openNetlink(nsPath: string | null): Promise<{ fd: number; portId: number }>;
   transact(fd: number, portId: number, seq: number, request: Buffer): Promise<Buffer>;
   closeFd(fd: number): void;

@@ -78,8 +78,9 @@ export const bridgeDriver = {
   async makeBridge(ctx: DriverContext, bridge: string, mtu: number | undefined, ipv6: boolean, tx?: Tx): Promise<void> {
     // A bridge without an assigned MAC takes the lowest MAC of its ports, so it changes as
     // containers come and go, and containers keep sending to the old gateway MAC from their ARP
-    // cache (their DNS and egress break until it expires). An assigned MAC never changes.
-    await ctx.host.linkAdd({ kind: 'bridge', name: bridge, mac: ctx.ownedMac?.() ?? randomMac(), ...(mtu ? { mtu } : {}) });
+    // cache (their DNS and egress break until it expires). An assigned MAC never changes, and one
+    // derived from the bridge's name survives the reconciler rebuilding a deleted bridge.
+    await ctx.host.linkAdd({ kind: 'bridge', name: bridge, mac: ctx.ownedMac?.(bridge) ?? randomMac(), ...(mtu ? { mtu } : {}) });
     tx?.onUndo(`delete bridge ${bridge}`, () => ctx.host.linkDelIfExists({ name: bridge }));
     if (ipv6) await sysctlSet(ctx.host.netns, ifaceSysctl('ipv6', bridge, 'disable_ipv6'), '0');
     // 127.0.0.1-published ports are DNATed out of this bridge with a loopback source until

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "netlink_socket.h"
+#include "netlink_watch.h"
 #include "netns.h"
 
 namespace {
@@ -177,6 +178,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("netnsCreate", Napi::Function::New(env, NetnsCreate));
   exports.Set("netnsDelete", Napi::Function::New(env, NetnsDelete));
   exports.Set("socketIn", Napi::Function::New(env, SocketIn));
+  exports.Set("NetlinkWatch", tsnet::NetlinkWatch::Define(env));
   return exports;
 }
 

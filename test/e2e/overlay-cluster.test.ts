@@ -13,7 +13,7 @@ import { isRoot, ok, run } from '../helpers/sys.js';
 
 const P = 'tsnt';
 const canRun = isRoot && ok('which', ['etcd']) && ok('which', ['tcpdump']);
-const silent = { info() {}, warn() {}, error() {} };
+const silent = { debug() {}, info() {}, warn() {}, error() {} };
 
 type Net = { networkId: string; poolId: string };
 type Ctr = { endpointId: string; address: string; ns: string };

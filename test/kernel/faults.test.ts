@@ -11,7 +11,7 @@ import { SqliteStore } from '../../store/sqlite-store.js';
 import { makeNs, removeNs, type TestNs } from '../helpers/netns.js';
 import { isRoot, run } from '../helpers/sys.js';
 
-const silent = { info() {}, warn() {}, error() {} };
+const silent = { debug() {}, info() {}, warn() {}, error() {} };
 const firewall = { name: 'none', apply: async () => undefined, drift: async () => [], removeAll: async () => undefined };
 const links = (ns: TestNs): string[] => run('ip', ['-n', ns.name, '-o', 'link', 'show']).trim().split('\n').map((l) => l.split(': ')[1]!.split('@')[0]!);
 

@@ -27,7 +27,7 @@ import { Forwarder } from '../../dns/forward.js';
 import { makeNs, removeNs, type TestNs } from '../helpers/netns.js';
 import { isRoot, run } from '../helpers/sys.js';
 
-const silent = { info() {}, warn() {}, error() {} };
+const silent = { debug() {}, info() {}, warn() {}, error() {} };
 /** Messages that betray a bug rather than report bad input. */
 const BUG = /Cannot read propert|is not a function|is not iterable|Maximum call stack|undefined \(reading/;
 const TIME = { interruptAfterTimeLimit: 25_000, numRuns: 1500 };

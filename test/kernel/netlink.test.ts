@@ -6,6 +6,7 @@ import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { InvalidArgumentError, KernelError } from '../../kernel/errors.js';
 import { native } from '../../kernel/native.js';
 import { NetlinkHandle } from '../../kernel/netlink.js';
+import { NetlinkEvents, type NetlinkEvent } from '../../kernel/netlink-events.js';
 import { createNetns, deleteNetns, netnsExists } from '../../kernel/netns.js';
 import { sysctlGet, sysctlSet } from '../../kernel/sysctl.js';
 import { cleanNamespacesAfterEach, makeNs, type TestNs } from '../helpers/netns.js';
@@ -135,6 +136,37 @@ describe.skipIf(!isRoot)('netlink handle (root, throwaway namespaces)', () => {
     // An empty group is not an error; group 0 (every default link) is refused before the kernel.
     expect(await nl.linkDelGroup(4242)).toBe(false);
     await expect(nl.linkDelGroup(0)).rejects.toThrow(RangeError);
+  });
+
+  it('link and address events: created, enslaved, released, deleted, address removed; a burst without overrun', async () => {
+    const seen: NetlinkEvent[] = [];
+    const events = NetlinkEvents.open({ path: host.path }, (e) => seen.push(e));
+    try {
+      await nl.linkAdd({ kind: 'bridge', name: 'ev-br' });
+      await nl.linkAdd({ kind: 'veth', name: 'ev-a', peer: { name: 'ev-b' } });
+      await nl.linkSet({ name: 'ev-a' }, { master: { name: 'ev-br' }, up: true });
+      await nl.addrAdd({ name: 'ev-br' }, '10.78.0.1/24');
+      await nl.addrDel({ name: 'ev-br' }, '10.78.0.1/24');
+      await nl.linkSet({ name: 'ev-a' }, { master: null });
+      await nl.linkDel({ name: 'ev-br' });
+      for (let i = 0; i < 300; i++) await nl.linkAdd({ kind: 'veth', name: `evx${i}`, peer: { name: `evy${i}` } });
+      await vi.waitFor(() => expect(seen.filter((e) => e.type === 'link-new' && e.link.name === 'evx299')).toHaveLength(1), { timeout: 3000 });
+      const br = (await nl.linkList()).length; // the namespace still answers while watched
+      expect(br).toBeGreaterThan(600);
+      const links = seen.filter((e): e is Extract<NetlinkEvent, { link: unknown }> => 'link' in e && !e.bridgePort);
+      expect(links.some((e) => e.type === 'link-new' && e.link.name === 'ev-a' && e.link.master !== undefined)).toBe(true);
+      expect(links.some((e) => e.type === 'link-new' && e.link.name === 'ev-a' && e.link.master === undefined && e.link.up)).toBe(true);
+      expect(links.some((e) => e.type === 'link-del' && e.link.name === 'ev-br')).toBe(true);
+      expect(seen.some((e) => e.type === 'addr-del' && e.addr.cidr === '10.78.0.1/24')).toBe(true);
+      expect(seen.some((e) => e.type === 'overrun')).toBe(false);
+    } finally {
+      events.close();
+      events.close(); // idempotent
+    }
+    const after = seen.length;
+    await nl.linkAdd({ kind: 'veth', name: 'ev-late', peer: { name: 'ev-late-p' } });
+    await new Promise((r) => setTimeout(r, 100));
+    expect(seen.length).toBe(after); // nothing after close
   });
 
   it('lists links, finds by index, and reports a missing link as ENODEV', async () => {
