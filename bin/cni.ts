@@ -12,6 +12,8 @@ if (!['tsbridge', 'tsipam', 'tsmacvlan', 'tsoverlay'].includes(type)) {
   process.stdout.write(JSON.stringify({ cniVersion: '1.1.0', code: 7, msg: `unknown tsnet plugin type ${JSON.stringify(type)}` }));
   process.exit(1);
 }
+// A standalone call may create the store: root-only, like the daemon's.
+process.umask(0o077);
 let stdin = '';
 try {
   stdin = readFileSync(0, 'utf8');

@@ -123,6 +123,8 @@ async function main(): Promise<number> {
     console.error(`unknown option(s): ${unknown.map((k) => `--${k}`).join(', ')}\n${USAGE}`);
     return 2;
   }
+  // Everything the daemon creates (store, WAL, sockets before their chmod) is for root alone.
+  process.umask(0o077);
   const missing = missingCapabilities();
   if (missing.length) {
     console.error(`tsnet serve is missing capabilities: ${missing.map((c) => `${c.name} (${c.why})`).join(', ')}. Run it as root, or grant them.`);

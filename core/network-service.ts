@@ -84,7 +84,12 @@ export class NetworkService {
   readonly reserver = new PortReserver();
   private readonly observers: NetworkObserver[] = [];
 
-  constructor(private readonly store: Store, private readonly ctx: DriverContext) {}
+  constructor(
+    private readonly store: Store,
+    private readonly ctx: DriverContext,
+    /** resolverPort: the port of the per-network DNS listeners, when this process runs them. */
+    private readonly opts: { resolverPort?: number } = {},
+  ) {}
 
   /** Whether a mutation is queued or running (the reconciler leaves leak removal for later then). */
   get mutating(): boolean {
@@ -136,7 +141,10 @@ export class NetworkService {
         const ports = eps.filter((e) => e.networkId === n.id).flatMap((e) => e.ports ?? []);
         return isBridgeNetwork(n) ? bridgeDriver.firewallView(n.state, ports) : overlayDriver.firewallView(n.state, ports);
       }),
-      extras: this.ctx.cluster && nets.some(isOverlayNetwork) ? { untrackVxlan: { vtep: this.ctx.cluster.vtep, port: VXLAN_PORT } } : {},
+      extras: {
+        ...(this.ctx.cluster && nets.some(isOverlayNetwork) ? { untrackVxlan: { vtep: this.ctx.cluster.vtep, port: VXLAN_PORT } } : {}),
+        ...(this.opts.resolverPort ? { resolverPort: this.opts.resolverPort } : {}),
+      },
     };
   }
 

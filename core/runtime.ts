@@ -94,7 +94,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
   const reaper = new LinkReaper(log);
   // One driver context for every service of the daemon.
   const ctx: DriverContext = { host, firewall, log, owner, ownedMac: (stableFor?: string) => ownerMac(owner, stableFor), reaper, ...(cluster ? { cluster } : {}) };
-  const networks = new NetworkService(store, ctx);
+  const networks = new NetworkService(store, ctx, { resolverPort: opts.dnsPort ?? 53 });
   const dns = new DnsService({
     log,
     ...(opts.dnsPort !== undefined ? { port: opts.dnsPort } : {}),

@@ -47,7 +47,7 @@ export const bridgeDriver = {
     return {
       bridge: state.bridge, subnets4: state.subnets4, subnets6: state.subnets6,
       internal: state.internal, icc: state.opts.icc, masquerade: state.opts.masquerade,
-      ports: coalesce(ports),
+      ports: coalesce(ports), resolvers: state.gateways.map((g) => g.split('/')[0]!),
     };
   },
 

@@ -80,7 +80,7 @@ export const overlayDriver = {
   firewallView(state: OverlayNetworkState, ports: readonly PublishedPort[]): FirewallNetwork {
     return {
       bridge: state.bridge, subnets4: state.subnets4, subnets6: state.subnets6,
-      internal: state.internal, icc: true, masquerade: true, ports: coalesce(ports),
+      internal: state.internal, icc: true, masquerade: true, ports: coalesce(ports), resolvers: state.gateways.map((g) => g.split('/')[0]!),
     };
   },
 

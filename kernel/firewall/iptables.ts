@@ -33,6 +33,8 @@ export interface FirewallNetwork {
   masquerade: boolean;
   /** Published ports of the network's endpoints, already merged into ranges. */
   ports: FirewallPort[];
+  /** Addresses where tsnet's resolver for this network listens (its gateways). */
+  resolvers?: string[];
 }
 
 export const CHAINS = {
@@ -53,6 +55,12 @@ export interface FirewallExtras {
    * throughput (measured: about 5%). Host firewalls must then accept it by port, not by state.
    */
   untrackVxlan?: { vtep: string; port: number };
+  /**
+   * The port of the per-network resolvers. With it, a network's resolver is reachable only from
+   * its own bridge (and the host itself): the resolver refuses strangers anyway, but a container
+   * must not even reach another network's listener.
+   */
+  resolverPort?: number;
 }
 
 /** Built-in chains that jump to ours: [table, chain, match args, target]. */
@@ -142,6 +150,22 @@ export function renderRules(nets: readonly FirewallNetwork[], family: IpFamily =
       if (family === 4 && p.hostIp.startsWith('127.')) {
         const dport = p.hostPortEnd > p.hostPort ? `${p.hostPort}:${p.hostPortEnd}` : `${p.hostPort}`;
         raw.push(`-A ${CHAINS.raw} -d ${p.hostIp} ! -i lo -p ${p.proto} -m ${p.proto} --dport ${dport} -j DROP`);
+      }
+    }
+  }
+  // Last in the chain, after the rules above have had their say: DNS to a network's resolver
+  // from its own bridge passes; to any resolver from anywhere else (but the host) is dropped.
+  const rp = extras.resolverPort;
+  if (rp) {
+    const mine = (a: string): boolean => a.includes(':') === (family === 6);
+    for (const n of nets) {
+      for (const a of (n.resolvers ?? []).filter(mine)) {
+        for (const proto of ['udp', 'tcp']) raw.push(`-A ${CHAINS.raw} -i ${n.bridge} -d ${a} -p ${proto} -m ${proto} --dport ${rp} -j RETURN`);
+      }
+    }
+    for (const n of nets) {
+      for (const a of (n.resolvers ?? []).filter(mine)) {
+        for (const proto of ['udp', 'tcp']) raw.push(`-A ${CHAINS.raw} -d ${a} ! -i lo -p ${proto} -m ${proto} --dport ${rp} -j DROP`);
       }
     }
   }

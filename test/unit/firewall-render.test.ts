@@ -48,6 +48,23 @@ describe('iptables rendering', () => {
     expect(renderRules([], 4)).not.toContain('notrack');
   });
 
+  it('a resolver is reachable from its own bridge and the host only: own bridge returns first, then every resolver drops', () => {
+    const nets = [net({ bridge: 'tsb-a', resolvers: ['10.1.0.1', 'fd00:1::1'] }), net({ bridge: 'tsb-b', subnets4: ['10.2.0.0/24'], resolvers: ['10.2.0.1'] })];
+    const raw = renderRules(nets, 4, { resolverPort: 53 }).split('\n').filter((l) => l.startsWith('-A TSNET-RAW ') && l.includes('--dport 53'));
+    expect(raw).toEqual([
+      '-A TSNET-RAW -i tsb-a -d 10.1.0.1 -p udp -m udp --dport 53 -j RETURN',
+      '-A TSNET-RAW -i tsb-a -d 10.1.0.1 -p tcp -m tcp --dport 53 -j RETURN',
+      '-A TSNET-RAW -i tsb-b -d 10.2.0.1 -p udp -m udp --dport 53 -j RETURN',
+      '-A TSNET-RAW -i tsb-b -d 10.2.0.1 -p tcp -m tcp --dport 53 -j RETURN',
+      '-A TSNET-RAW -d 10.1.0.1 ! -i lo -p udp -m udp --dport 53 -j DROP',
+      '-A TSNET-RAW -d 10.1.0.1 ! -i lo -p tcp -m tcp --dport 53 -j DROP',
+      '-A TSNET-RAW -d 10.2.0.1 ! -i lo -p udp -m udp --dport 53 -j DROP',
+      '-A TSNET-RAW -d 10.2.0.1 ! -i lo -p tcp -m tcp --dport 53 -j DROP',
+    ]);
+    expect(renderRules(nets, 6, { resolverPort: 53 })).toContain('-A TSNET-RAW -d fd00:1::1 ! -i lo -p udp -m udp --dport 53 -j DROP');
+    expect(renderRules(nets, 4)).not.toContain('--dport 53'); // no resolvers in this process: no rules
+  });
+
   it('icc off drops traffic between containers of the bridge', () => {
     expect(renderRules([net({ icc: false })])).toContain('-A TSNET-FORWARD -i tsb-a -o tsb-a -j DROP');
   });
