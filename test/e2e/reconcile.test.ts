@@ -140,7 +140,14 @@ describe.skipIf(!canRun)('drift repair', () => {
     console.log(`repaired on events: deleted bridge ${bridgeMs} ms, detached veth ${vethMs} ms, removed gateway address ${addrMs} ms`);
     // Our own churn is no drift: retiring a veth (down, off its bridge) is not "a veth detached".
     const passes = (): number => readFileSync(join(h.dir, 'daemon.log'), 'utf8').split('\n').filter((l) => l.includes('"msg":"drift repaired"')).length;
-    const before = passes();
+    // The log is written asynchronously: let the repairs above land in it before counting.
+    let before = passes();
+    for (let settled = 0; settled < 3; ) {
+      await new Promise((r) => setTimeout(r, 100));
+      const now = passes();
+      settled = now === before ? settled + 1 : 0;
+      before = now;
+    }
     for (let i = 0; i < 3; i++) {
       expect(lab.cni(h, 'ADD', conf, `${P}r3`).code).toBe(0);
       expect(lab.cni(h, 'DEL', conf, `${P}r3`).code).toBe(0);
