@@ -34,6 +34,7 @@ export interface LabHost {
   pluginDir: string;
   stateDir: string;
   cniSocket: string;
+  apiSocket: string;
   pid?: number;
 }
 
@@ -146,7 +147,7 @@ export class ClusterLab {
     const P = this.opts.prefix;
     const ns = `${P}h${i}`;
     const dir = `/tmp/${P}-lab/h${i}`;
-    const h: LabHost = { index: i, ns, ip: this.hostIp(i), dir, pluginDir: join(dir, 'plugins'), stateDir: join(dir, 'state'), cniSocket: join(dir, 'cni.sock') };
+    const h: LabHost = { index: i, ns, ip: this.hostIp(i), dir, pluginDir: join(dir, 'plugins'), stateDir: join(dir, 'state'), cniSocket: join(dir, 'cni.sock'), apiSocket: join(dir, 'api.sock') };
     mkdirSync(h.pluginDir, { recursive: true });
     mkdirSync(h.stateDir, { recursive: true });
     if (!existsSync(`/run/netns/${ns}`)) {
@@ -191,7 +192,7 @@ export class ClusterLab {
     // and the /run/netns entries it makes for overlay networks would be invisible outside it.
     const p = spawn('nsenter', [
       `--net=/run/netns/${h.ns}`, process.execPath, join(ROOT, 'dist/bin/tsnet.js'), 'serve',
-      '--state-dir', h.stateDir, '--plugin-dir', h.pluginDir, '--cni-socket', h.cniSocket,
+      '--state-dir', h.stateDir, '--api-socket', h.apiSocket, '--plugin-dir', h.pluginDir, '--cni-socket', h.cniSocket,
       '--cluster-store', this.etcdUrl, '--advertise-addr', h.ip,
       '--lease-ttl', String(this.opts.leaseTtl ?? 3), '--cluster-grace', String(this.opts.graceSeconds ?? 10),
       '--docker-socket', join(h.dir, 'no-docker.sock'), '--log-level', 'info', ...(this.opts.daemonArgs ?? []),

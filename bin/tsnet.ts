@@ -1,185 +1,270 @@
 #!/usr/bin/env node
-// tsnet command line. `tsnet serve` runs the Docker plugin daemon in the foreground.
+// tsnet command line (commander). `tsnet serve` runs the daemon; the other commands talk to it over
+// its root-only control socket, or read the store directly when it is down.
 
 import { chmodSync, copyFileSync, existsSync, mkdirSync, renameSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { startDaemon } from '../core/runtime.js';
 import { missingCapabilities } from '../core/capabilities.js';
-import type { EndpointRecord, NetworkRecord } from '../core/network-service.js';
-import { SqliteStore } from '../store/sqlite-store.js';
+import { endpointRows, findNetwork, lookupName, networkRows, poolRows, portRows, type EndpointRow, type NetworkRow, type PoolRow, type PortRow } from '../core/inventory.js';
+import { runDoctor, type Finding } from '../core/doctor.js';
+import { TSNET_VERSION } from '../core/version.js';
+import { DEFAULT_API_SOCKET, parseMetricsAddr } from '../api/server.js';
 import { parseClusterStore } from '../store/etcd-cluster.js';
+import { openCniRuntime } from '../core/cni-runtime.js';
+import { pino } from 'pino';
+import { CliError, EXIT, print, short, table } from './cli/output.js';
+import { api, fetchOr, unwrap, type GlobalOptions } from './cli/source.js';
+import { installService } from './cli/service.js';
 
-const USAGE = `usage: tsnet serve [--plugin-dir DIR] [--state-dir DIR] [--log-level LEVEL]
-       tsnet port ls [--state-dir DIR] [--json]     published ports (docker port cannot show a remote driver's)
-       tsnet cni install [--bin-dir DIR]            install the tsbridge, tsoverlay, tsmacvlan and tsipam CNI plugins (default /opt/cni/bin)
-  --plugin-dir  where Docker looks for plugin sockets (default /run/docker/plugins)
-  --state-dir   where the store lives (default /var/lib/tsnet)
-  --log-level   fatal|error|warn|info|debug|trace (default info)
-  --dns-upstream IP[,IP]   resolvers for names tsnet does not know (default: the host's resolv.conf)
-  --dns-domain NAME        domain of container names (default tsnet.internal)
-  --dns-port N             port of the per-network resolvers (default 53)
-  --docker-socket PATH     Docker Engine API, for container names (default /var/run/docker.sock)
-  --cni-socket PATH        where installed CNI plugins reach the daemon (default /run/tsnet/cni.sock)
-  --cluster-store etcd://H:P[,H:P]   etcd for tsoverlay (multi-host) networks
-  --advertise-addr IP      this host's underlay address, the VXLAN endpoint (with --cluster-store)
-  --lease-ttl SECONDS      how long a silent host keeps its overlay entries (default 10)
-  --cluster-grace SECONDS  how long a dead host's addresses stay reserved (default 60)
-  --orphan-grace SECONDS   how long an address Docker was given but never used stays reserved (default 60)
-  --reconcile-interval SECONDS  periodic drift-repair pass (default 2; link and address events also start one)`;
+const here = dirname(fileURLToPath(import.meta.url));
 
-/** Writes one small executable per CNI plugin type into the runtime's CNI bin dir. */
-function cniInstall(binDir: string): number {
-  const here = dirname(fileURLToPath(import.meta.url));
-  const entry = join(here, 'cni.js');
-  // The native shim (native/src/cni_shim.c) talks to the daemon; it falls back to Node on its own.
-  const shim = join(here, '..', '..', 'build', 'Release', 'tsnet-cni-shim');
-  if (!existsSync(shim)) {
-    console.error(`${shim} is missing: run "npm run build:native"`);
-    return 1;
-  }
-  mkdirSync(binDir, { recursive: true });
-  writeFileSync(join(binDir, 'tsnet-cni.conf'), `${process.execPath}\n${entry}\n`);
-  for (const type of ['tsbridge', 'tsipam', 'tsmacvlan', 'tsoverlay']) {
-    const path = join(binDir, type);
-    const tmp = `${path}.tsnet-new`;
-    copyFileSync(shim, tmp);
-    chmodSync(tmp, 0o755);
-    renameSync(tmp, path); // atomic: a runtime never runs a half-written plugin
-    console.log(`installed ${path}`);
-  }
-  return 0;
-}
+const seconds = (v: string): number => {
+  if (!/^\d+$/.test(v) || Number(v) < 1) throw new InvalidArgumentError('must be a whole number of seconds');
+  return Number(v);
+};
 
-/** Reads published ports straight from the store: works whether or not the daemon runs. */
-async function portList(stateDir: string, json: boolean): Promise<number> {
-  const store = new SqliteStore(join(stateDir, 'tsnet.db'));
-  try {
-    const [nets, eps] = await store.read((tx) => [
-      tx.list<NetworkRecord>('net/').map(([, n]) => n),
-      tx.list<EndpointRecord>('ep/').map(([, e]) => e),
-    ] as const);
-    const rows = eps.flatMap((e) => (e.ports ?? []).map((p) => ({
-      network: e.networkId.slice(0, 12),
-      bridge: (() => { const n = nets.find((x) => x.id === e.networkId); return n && 'bridge' in n.state ? n.state.bridge : '?'; })(),
-      endpoint: e.id.slice(0, 12),
-      host: `${p.family === 6 ? `[${p.hostIp}]` : p.hostIp}:${p.hostPort}${p.hostPortEnd > p.hostPort ? `-${p.hostPortEnd}` : ''}/${p.proto}`,
-      container: `${p.family === 6 ? `[${p.containerIp}]` : p.containerIp}:${p.containerPort}`,
-    })));
-    if (json) console.log(JSON.stringify(rows, null, 2));
-    else {
-      const cols = ['network', 'bridge', 'endpoint', 'host', 'container'] as const;
-      const width = cols.map((c) => Math.max(c.length, ...rows.map((r) => r[c].length)));
-      const line = (vals: string[]): string => vals.map((v, i) => v.padEnd(width[i]!)).join('  ').trimEnd();
-      console.log(line(cols.map((c) => c.toUpperCase())));
-      for (const r of rows) console.log(line(cols.map((c) => r[c])));
+const program = new Command('tsnet')
+  .description('tsnet container networking: Docker network/IPAM plugin and CNI plugins')
+  .version(TSNET_VERSION)
+  .option('--state-dir <dir>', 'where the store lives', '/var/lib/tsnet')
+  .option('--api-socket <path>', "the daemon's control socket", DEFAULT_API_SOCKET)
+  .option('--json', 'machine-readable output')
+  .showHelpAfterError()
+  .exitOverride();
+
+const globals = (): GlobalOptions => program.opts<GlobalOptions>();
+
+// ---------------------------------------------------------------- serve
+program
+  .command('serve')
+  .description('run the daemon in the foreground: plugin sockets, CNI socket, resolvers, control API')
+  .option('--plugin-dir <dir>', 'where Docker looks for plugin sockets', '/run/docker/plugins')
+  .addOption(new Option('--log-level <level>', 'log level').choices(['fatal', 'error', 'warn', 'info', 'debug', 'trace']).default('info'))
+  .option('--dns-upstream <ips>', 'resolvers for names tsnet does not know, comma-separated (default: the host resolv.conf)')
+  .option('--dns-domain <name>', 'domain of container names', 'tsnet.internal')
+  .option('--dns-port <n>', 'port of the per-network resolvers', (v) => Number(v), 53)
+  .option('--docker-socket <path>', 'Docker Engine API, for container names', '/var/run/docker.sock')
+  .option('--cni-socket <path>', 'where installed CNI plugins reach the daemon', '/run/tsnet/cni.sock')
+  .option('--metrics-addr <ip:port>', 'also serve /metrics on this loopback address (it is always on the control socket)')
+  .option('--cluster-store <etcd://h:p,...>', 'etcd for tsoverlay (multi-host) networks')
+  .option('--advertise-addr <ip>', "this host's underlay address, the VXLAN endpoint (with --cluster-store)")
+  .option('--lease-ttl <s>', 'how long a silent host keeps its overlay entries', seconds)
+  .option('--cluster-grace <s>', "how long a dead host's addresses stay reserved", seconds)
+  .option('--orphan-grace <s>', 'how long an address Docker was given but never used stays reserved', seconds)
+  .option('--reconcile-interval <s>', 'periodic drift-repair pass (link and address events also start one)', seconds)
+  .action(async (o) => {
+    const g = globals();
+    process.umask(0o077); // store, WAL and sockets are root's alone from their first instant
+    const missing = missingCapabilities();
+    if (missing.length) throw new CliError(`tsnet serve is missing capabilities: ${missing.map((c) => `${c.name} (${c.why})`).join(', ')}. Run it as root, or grant them.`);
+    let clusterStore: string[] | undefined;
+    try {
+      clusterStore = o.clusterStore ? parseClusterStore(o.clusterStore) : undefined;
+    } catch (e) {
+      throw new CliError((e as Error).message, EXIT.USAGE);
     }
-    return 0;
-  } finally {
-    await store.close();
-  }
-}
-
-const BOOLEAN_FLAGS = new Set(['json']);
-
-function parse(argv: string[]): { cmd: string; flags: Record<string, string> } {
-  const words: string[] = [];
-  const flags: Record<string, string> = {};
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i]!;
-    if (!a.startsWith('--')) {
-      words.push(a);
-      continue;
+    if (clusterStore && !o.advertiseAddr) throw new CliError('--cluster-store needs --advertise-addr IP', EXIT.USAGE);
+    if (o.metricsAddr) {
+      try {
+        parseMetricsAddr(o.metricsAddr);
+      } catch (e) {
+        throw new CliError((e as Error).message, EXIT.USAGE);
+      }
     }
-    const [k, inline] = a.slice(2).split('=', 2) as [string, string | undefined];
-    if (BOOLEAN_FLAGS.has(k)) {
-      flags[k] = inline ?? 'true';
-      continue;
+    let daemon: Awaited<ReturnType<typeof startDaemon>>;
+    try {
+      daemon = await startDaemon({
+        pluginDir: o.pluginDir, stateDir: g.stateDir, logLevel: o.logLevel, apiSocket: g.apiSocket,
+        dnsPort: o.dnsPort, dnsDomain: o.dnsDomain, dockerSocket: o.dockerSocket, cniSocket: o.cniSocket,
+        ...(o.dnsUpstream ? { dnsUpstreams: String(o.dnsUpstream).split(',').filter(Boolean) } : {}),
+        ...(o.metricsAddr ? { metricsAddr: o.metricsAddr } : {}),
+        ...(clusterStore ? { clusterStore, advertiseAddr: o.advertiseAddr } : {}),
+        ...(o.leaseTtl ? { leaseTtl: o.leaseTtl } : {}),
+        ...(o.clusterGrace ? { graceSeconds: o.clusterGrace } : {}),
+        ...(o.orphanGrace ? { orphanGraceSeconds: o.orphanGrace } : {}),
+        ...(o.reconcileInterval ? { reconcileSeconds: o.reconcileInterval } : {}),
+      });
+    } catch (e) {
+      // Whatever started before the failure may hold the event loop open: leave now.
+      console.error(`tsnet serve: ${(e as Error).message}`);
+      process.exit(EXIT.FAILED);
     }
-    const v = inline ?? argv[++i];
-    if (v === undefined) throw new Error(`--${k} needs a value`);
-    flags[k] = v;
-  }
-  return { cmd: words.join(' '), flags };
-}
-
-async function main(): Promise<number> {
-  let args;
-  try {
-    args = parse(process.argv.slice(2));
-  } catch (e) {
-    console.error(`${(e as Error).message}\n${USAGE}`);
-    return 2;
-  }
-  if (args.cmd === 'cni install') return cniInstall(args.flags['bin-dir'] ?? '/opt/cni/bin');
-  if (args.cmd === 'port ls') return portList(args.flags['state-dir'] ?? '/var/lib/tsnet', args.flags.json === 'true');
-  if (args.cmd !== 'serve') {
-    console.error(USAGE);
-    return args.cmd === 'help' || args.cmd === '' ? 0 : 2;
-  }
-  const known = new Set(['plugin-dir', 'state-dir', 'log-level', 'dns-upstream', 'dns-domain', 'dns-port', 'docker-socket', 'cni-socket', 'cluster-store', 'advertise-addr', 'lease-ttl', 'cluster-grace', 'orphan-grace', 'reconcile-interval']);
-  const unknown = Object.keys(args.flags).filter((k) => !known.has(k));
-  if (unknown.length) {
-    console.error(`unknown option(s): ${unknown.map((k) => `--${k}`).join(', ')}\n${USAGE}`);
-    return 2;
-  }
-  // Everything the daemon creates (store, WAL, sockets before their chmod) is for root alone.
-  process.umask(0o077);
-  const missing = missingCapabilities();
-  if (missing.length) {
-    console.error(`tsnet serve is missing capabilities: ${missing.map((c) => `${c.name} (${c.why})`).join(', ')}. Run it as root, or grant them.`);
-    return 1;
-  }
-  let clusterStore: string[] | undefined;
-  const num = (k: string): number | undefined => {
-    const v = args.flags[k];
-    if (v === undefined) return undefined;
-    if (!/^\d+$/.test(v) || Number(v) < 1) throw new Error(`--${k} must be a whole number of seconds`);
-    return Number(v);
-  };
-  let leaseTtl: number | undefined;
-  let graceSeconds: number | undefined;
-  let orphanGrace: number | undefined;
-  let reconcileInterval: number | undefined;
-  try {
-    if (args.flags['cluster-store']) clusterStore = parseClusterStore(args.flags['cluster-store']);
-    if (clusterStore && !args.flags['advertise-addr']) throw new Error('--cluster-store needs --advertise-addr IP');
-    leaseTtl = num('lease-ttl');
-    graceSeconds = num('cluster-grace');
-    orphanGrace = num('orphan-grace');
-    reconcileInterval = num('reconcile-interval');
-  } catch (e) {
-    console.error(`${(e as Error).message}\n${USAGE}`);
-    return 2;
-  }
-  let daemon: Awaited<ReturnType<typeof startDaemon>>;
-  try {
-    daemon = await startDaemon({
-      pluginDir: args.flags['plugin-dir'] ?? '/run/docker/plugins',
-      stateDir: args.flags['state-dir'] ?? '/var/lib/tsnet',
-      logLevel: args.flags['log-level'] ?? 'info',
-      ...(args.flags['dns-port'] ? { dnsPort: Number(args.flags['dns-port']) } : {}),
-      ...(args.flags['dns-upstream'] ? { dnsUpstreams: args.flags['dns-upstream'].split(',').filter(Boolean) } : {}),
-      ...(args.flags['dns-domain'] ? { dnsDomain: args.flags['dns-domain'] } : {}),
-      ...(args.flags['docker-socket'] ? { dockerSocket: args.flags['docker-socket'] } : {}),
-      ...(args.flags['cni-socket'] ? { cniSocket: args.flags['cni-socket'] } : {}),
-      ...(clusterStore ? { clusterStore, advertiseAddr: args.flags['advertise-addr']! } : {}),
-      ...(leaseTtl ? { leaseTtl } : {}),
-      ...(graceSeconds ? { graceSeconds } : {}),
-      ...(orphanGrace ? { orphanGraceSeconds: orphanGrace } : {}),
-      ...(reconcileInterval ? { reconcileSeconds: reconcileInterval } : {}),
+    await new Promise<void>((resolve) => {
+      process.once('SIGTERM', resolve);
+      process.once('SIGINT', resolve);
     });
-  } catch (e) {
-    console.error(`tsnet serve: ${(e as Error).message}`);
-    return 1;
-  }
-  await new Promise<void>((resolve) => {
-    process.once('SIGTERM', resolve);
-    process.once('SIGINT', resolve);
+    await daemon.stop();
+    // Everything is closed; do not linger on a handle someone forgot (the plugin sockets are gone).
+    process.exit(0);
   });
-  await daemon.stop();
-  // Everything is closed; do not linger on a handle someone forgot (the plugin sockets are gone).
-  process.exit(0);
-}
 
-process.exitCode = await main();
+// ---------------------------------------------------------------- network / endpoint / ipam / port
+const networkColumns = [
+  ['NETWORK ID', (r: NetworkRow) => short(r.id)], ['NAME', (r: NetworkRow) => r.name], ['DRIVER', (r: NetworkRow) => r.driver],
+  ['SUBNETS', (r: NetworkRow) => r.subnets], ['GATEWAYS', (r: NetworkRow) => r.gateways], ['INTERFACE', (r: NetworkRow) => r.interface],
+  ['ENDPOINTS', (r: NetworkRow) => r.endpoints], ['INTERNAL', (r: NetworkRow) => r.internal],
+] as const;
+const endpointColumns = [
+  ['ENDPOINT ID', (r: EndpointRow) => short(r.id)], ['NETWORK', (r: EndpointRow) => (r.networkName !== '-' ? r.networkName : short(r.network))],
+  ['ADDRESSES', (r: EndpointRow) => r.addresses], ['MAC', (r: EndpointRow) => r.mac], ['INTERFACE', (r: EndpointRow) => r.interface],
+  ['NAMES', (r: EndpointRow) => r.names], ['PORTS', (r: EndpointRow) => r.ports],
+] as const;
+
+const network = program.command('network').description('networks tsnet manages');
+network.command('ls').description('list networks').action(async () => {
+  const rows = await fetchOr<NetworkRow[]>(globals(), '/v1/networks', networkRows);
+  print(!!globals().json, rows, () => table(rows, networkColumns));
+});
+network.command('inspect').description('one network: its record, its endpoints').argument('<network>', 'id, id prefix or name').action(async (ref: string) => {
+  const got = await fetchOr(globals(), `/v1/networks/${encodeURIComponent(ref)}`, (inv) => {
+    const n = findNetwork(inv, ref);
+    if (!n) throw new CliError(`no network ${JSON.stringify(ref)}`, EXIT.NOT_FOUND);
+    return { row: networkRows({ ...inv, networks: [n] })[0]!, record: n, endpoints: endpointRows(inv, n) };
+  });
+  print(!!globals().json, got, () => {
+    const r = got.row;
+    const kv = [['ID', r.id], ['Name', r.name], ['Driver', r.driver], ['Subnets', r.subnets.join(', ')], ['Gateways', r.gateways.join(', ') || '-'],
+      ['Interface', r.interface], ['Internal', String(r.internal)], ['Created', r.created], ['Options', JSON.stringify(got.record.spec.rawOptions)]];
+    return `${kv.map(([k, v]) => `${`${k}:`.padEnd(11)}${v}`).join('\n')}\n\n${table(got.endpoints, endpointColumns)}`;
+  });
+});
+
+program.command('endpoint').description('endpoints (container attachments)')
+  .command('ls').description('list endpoints').option('--network <network>', 'only this network (id, id prefix or name)')
+  .action(async (o: { network?: string }) => {
+    const q = o.network ? `?network=${encodeURIComponent(o.network)}` : '';
+    const rows = await fetchOr<EndpointRow[]>(globals(), `/v1/endpoints${q}`, (inv) => {
+      if (!o.network) return endpointRows(inv);
+      const n = findNetwork(inv, o.network);
+      if (!n) throw new CliError(`no network ${JSON.stringify(o.network)}`, EXIT.NOT_FOUND);
+      return endpointRows(inv, n);
+    });
+    print(!!globals().json, rows, () => table(rows, endpointColumns));
+  });
+
+program.command('ipam').description('address pools')
+  .command('ls').description('pools and how full they are').action(async () => {
+    const rows = await fetchOr<PoolRow[]>(globals(), '/v1/ipam/pools', poolRows);
+    print(!!globals().json, rows, () => table(rows, [
+      ['POOL', (r) => r.id], ['SUBNET', (r) => r.subnet], ['SPACE', (r) => r.addressSpace], ['USED', (r) => r.used], ['SIZE', (r) => r.size], ['USE%', (r) => r.usedPercent.toFixed(1)],
+    ]));
+  });
+
+program.command('port').description('published ports')
+  .command('ls').description('list published ports (docker port cannot show a remote driver’s)').action(async () => {
+    const rows = await fetchOr<PortRow[]>(globals(), '/v1/ports', portRows);
+    print(!!globals().json, rows, () => table(rows, [['NETWORK', (r) => r.network], ['ENDPOINT', (r) => r.endpoint], ['HOST', (r) => r.host], ['CONTAINER', (r) => r.container]]));
+  });
+
+// ---------------------------------------------------------------- dns lookup
+program.command('dns').description('the per-network resolvers')
+  .command('lookup').description("answer NAME as the network's resolver would (no forwarding upstream)")
+  .argument('<name>').requiredOption('--network <network>', 'id, id prefix or name')
+  .addOption(new Option('--type <type>', 'record type').choices(['A', 'AAAA', 'PTR', 'ANY']).default('A'))
+  .action(async (name: string, o: { network: string; type: 'A' | 'AAAA' | 'PTR' | 'ANY' }) => {
+    const g = globals();
+    const path = `/v1/dns/lookup?name=${encodeURIComponent(name)}&network=${encodeURIComponent(o.network)}&type=${o.type}`;
+    type Answer = { network: string; name: string; type: string; result: ReturnType<typeof lookupName> };
+    const got = await fetchOr<Answer>(g, path, (inv) => {
+      const n = findNetwork(inv, o.network);
+      if (!n) throw new CliError(`no network ${JSON.stringify(o.network)}`, EXIT.NOT_FOUND);
+      return { network: n.id, name, type: o.type, result: lookupName(inv, n, name, o.type) };
+    });
+    print(!!g.json, got, () => {
+      const r = got.result;
+      if (r.kind === 'answer') return r.addresses.join('\n');
+      if (r.kind === 'ptr') return r.names.join('\n');
+      return r.kind === 'foreign' ? `${name}: not a name of this network (the resolver would forward it upstream)` : `${name}: ${r.kind === 'nodata' ? `no ${o.type} record` : 'no such name'}`;
+    });
+    if (got.result.kind !== 'answer' && got.result.kind !== 'ptr') process.exitCode = EXIT.NOT_FOUND;
+  });
+
+// ---------------------------------------------------------------- gc
+program.command('gc').description('remove endpoints whose container is gone, leaked links and drift (through the daemon, or standalone)')
+  .action(async () => {
+    const g = globals();
+    const a = await api<{ endpoints: string[]; repairs: Array<{ what: string; object: string }> }>(g, 'POST', '/v1/gc');
+    let out: { endpoints: string[]; repairs: Array<{ what: string; object: string }> };
+    if (a) out = unwrap(a);
+    else {
+      console.error(`(daemon not running: collecting with the store at ${g.stateDir} directly)`);
+      const rt = await openCniRuntime(g.stateDir, pino({ level: 'warn' }, pino.destination(2)));
+      try {
+        out = { endpoints: await rt.networks.gcEndpoints(), repairs: [] };
+      } finally {
+        await rt.close();
+      }
+    }
+    print(!!g.json, out, () => [
+      `${out.endpoints.length} endpoint(s) of vanished containers removed${out.endpoints.length ? `: ${out.endpoints.map(short).join(', ')}` : ''}`,
+      `${out.repairs.length} repair(s)${out.repairs.length ? `:\n${out.repairs.map((r) => `  ${r.what}: ${r.object}`).join('\n')}` : ''}`,
+    ].join('\n'));
+  });
+
+// ---------------------------------------------------------------- doctor
+program.command('doctor').description('check this host for what tsnet needs and what commonly goes wrong')
+  .option('--plugin-dir <dir>', 'where the plugin sockets are', '/run/docker/plugins')
+  .option('--docker-socket <path>', 'Docker Engine API', '/var/run/docker.sock')
+  .option('--cluster-store <etcd://h:p,...>', 'check that etcd answers (cluster mode)')
+  .option('--dns-port <n>', 'port of the per-network resolvers', (v) => Number(v), 53)
+  .action(async (o) => {
+    const g = globals();
+    const findings = await runDoctor({
+      stateDir: g.stateDir, pluginDir: o.pluginDir, apiSocket: g.apiSocket, dockerSocket: o.dockerSocket, dnsPort: o.dnsPort,
+      ...(o.clusterStore ? { clusterStore: parseClusterStore(o.clusterStore) } : {}),
+    });
+    const mark: Record<Finding['level'], string> = { ok: ' ok ', warn: 'WARN', error: 'FAIL' };
+    print(!!g.json, findings, () => findings.map((f) => `[${mark[f.level]}] ${f.title}${f.detail ? `\n       ${f.detail}` : ''}${f.fix ? `\n       fix: ${f.fix}` : ''}`).join('\n'));
+    if (findings.some((f) => f.level === 'error')) process.exitCode = EXIT.FAILED;
+  });
+
+// ---------------------------------------------------------------- cni install / install-service
+program.command('cni').description('CNI plugins')
+  .command('install').description('install the tsbridge, tsoverlay, tsmacvlan and tsipam CNI plugins')
+  .option('--bin-dir <dir>', "the runtime's CNI bin dir", '/opt/cni/bin')
+  .action((o: { binDir: string }) => {
+    const entry = join(here, 'cni.js');
+    // The native shim (native/src/cni_shim.c) talks to the daemon; it falls back to Node on its own.
+    const shim = join(here, '..', '..', 'build', 'Release', 'tsnet-cni-shim');
+    if (!existsSync(shim)) throw new CliError(`${shim} is missing: run "npm run build:native"`);
+    mkdirSync(o.binDir, { recursive: true });
+    writeFileSync(join(o.binDir, 'tsnet-cni.conf'), `${process.execPath}\n${entry}\n`);
+    for (const type of ['tsbridge', 'tsipam', 'tsmacvlan', 'tsoverlay']) {
+      const path = join(o.binDir, type);
+      const tmp = `${path}.tsnet-new`;
+      copyFileSync(shim, tmp);
+      chmodSync(tmp, 0o755);
+      renameSync(tmp, path); // atomic: a runtime never runs a half-written plugin
+      console.log(`installed ${path}`);
+    }
+  });
+
+program.command('install-service').description('install the systemd unit (tsnet serve, before docker.service, restart on failure) and start it')
+  .option('--unit-dir <dir>', 'where unit files go', '/etc/systemd/system')
+  .option('--no-start', 'only write the unit')
+  .argument('[serve-args...]', 'extra arguments for tsnet serve (after --)')
+  .action((serveArgs: string[], o: { unitDir: string; start: boolean }) => {
+    const g = globals();
+    const args = [...(g.stateDir !== '/var/lib/tsnet' ? ['--state-dir', g.stateDir] : []), ...serveArgs];
+    const r = installService(o.unitDir, args, join(here, 'tsnet.js'), o.start);
+    print(!!g.json, r, () => `wrote ${r.path}${r.enabled ? '; enabled and started' : r.note ? ` (${r.note})` : ''}`);
+  });
+
+// ---------------------------------------------------------------- run
+try {
+  await program.parseAsync(process.argv);
+} catch (e) {
+  if (e instanceof CommanderError) {
+    // Help and --version end here too (exit code 0); usage errors were already printed.
+    process.exitCode = e.exitCode === 0 ? EXIT.OK : EXIT.USAGE;
+  } else if (e instanceof CliError) {
+    console.error(`tsnet: ${e.message}`);
+    process.exitCode = e.exitCode;
+  } else {
+    console.error(`tsnet: ${(e as Error).message}`);
+    process.exitCode = EXIT.FAILED;
+  }
+}

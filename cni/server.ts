@@ -12,6 +12,7 @@ import { chmod, mkdir, rm } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 import { runCni, type PluginType } from './dispatch.js';
 import type { CniRuntime } from './commands.js';
+import type { CallObserver } from '../core/metrics.js';
 
 export const DEFAULT_CNI_SOCKET = '/run/tsnet/cni.sock';
 
@@ -31,7 +32,7 @@ export function decodeRequest(buf: Buffer): Record<(typeof FIELDS)[number], stri
   return out as Record<(typeof FIELDS)[number], string>;
 }
 
-export async function startCniServer(socketPath: string, runtime: CniRuntime): Promise<Server> {
+export async function startCniServer(socketPath: string, runtime: CniRuntime, observer?: CallObserver): Promise<Server> {
   // allowHalfOpen: the shim shuts its side down after sending; the reply still has to go back.
   const server = createServer({ allowHalfOpen: true }, (conn) => {
     const chunks: Buffer[] = [];
@@ -54,8 +55,14 @@ export async function startCniServer(socketPath: string, runtime: CniRuntime): P
         for (const k of ['CNI_COMMAND', 'CNI_CONTAINERID', 'CNI_NETNS', 'CNI_IFNAME', 'CNI_ARGS', 'CNI_PATH'] as const) if (req[k]) env[k] = req[k];
         runtime.log.info({ cni: req.CNI_COMMAND, type: req.type, container: req.CNI_CONTAINERID, ifname: req.CNI_IFNAME }, 'cni call');
         let out = '';
+        const t0 = performance.now();
         const code = await runCni(req.type as PluginType, { env, stdin: req.stdin, out: (t) => (out += t) }, async () => runtime);
         conn.end(`${code === 0 ? '0' : '1'}${out}`);
+        if (observer) {
+          // The CNI error code (a number in the error JSON) labels failures.
+          const errorCode = code === 0 ? undefined : String((/"code":\s*(\d+)/.exec(out) ?? [])[1] ?? 'unknown');
+          observer.call('cni', `${req.type} ${['ADD', 'DEL', 'CHECK', 'STATUS', 'VERSION', 'GC'].includes(req.CNI_COMMAND) ? req.CNI_COMMAND : 'other'}`, (performance.now() - t0) / 1000, errorCode);
+        }
       })();
     });
   });

@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { netCodeOf, type ErrorCode } from '../kernel/errors.js';
 import type { NetworkService } from '../core/network-service.js';
 import type { Ipam } from '../ipam/ipam.js';
+import type { CallObserver } from '../core/metrics.js';
 import { networkRoutes } from './network-routes.js';
 import type { DriverName } from '../drivers/driver.js';
 import { ipamRoutes } from './ipam-routes.js';
@@ -32,6 +33,8 @@ export interface CnmServerOptions {
   logLevel: string;
   networks: NetworkService;
   ipam: Ipam;
+  /** Told about every call that reached a handler (metrics). */
+  observer?: CallObserver;
 }
 
 /** Methods Docker calls with an empty body. */
@@ -77,10 +80,14 @@ export function buildPluginApp(sock: PluginSocket, opts: CnmServerOptions): Fast
     } else if (!NO_ARGS.has(req.url)) {
       return fail(reply, 400, `${req.url} needs a request body`);
     }
+    const t0 = performance.now();
     try {
-      return await handler(body);
+      const out = await handler(body);
+      opts.observer?.call('cnm', req.url, (performance.now() - t0) / 1000);
+      return out;
     } catch (e) {
       const code = netCodeOf(e);
+      opts.observer?.call('cnm', req.url, (performance.now() - t0) / 1000, code);
       req.log.warn({ err: (e as Error).message, code, call: req.url }, 'call failed');
       return fail(reply, STATUS[code], (e as Error).message);
     }

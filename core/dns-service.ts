@@ -4,7 +4,7 @@
 
 import { Forwarder } from '../dns/forward.js';
 import { RecordBook } from '../dns/records.js';
-import { DnsServer } from '../dns/server.js';
+import { DnsServer, type DnsOutcome } from '../dns/server.js';
 import type { Logger } from '../drivers/driver.js';
 import { hasGatewayBridge, type EndpointRecord, type NetworkObserver, type NetworkRecord } from './network-service.js';
 
@@ -13,9 +13,19 @@ export interface DnsOptions {
   upstreams?: string[];
   domain?: string;
   log: Logger;
+  observe?: (seconds: number, outcome: DnsOutcome) => void;
 }
 
 const plain = (cidr: string): string => cidr.split('/')[0]!;
+
+/** What the resolver knows of a joined endpoint (also used to answer with the daemon down). */
+export function endpointNames(ep: EndpointRecord): { names: string[]; ipv4?: string; ipv6?: string } {
+  return {
+    names: ep.names ?? [],
+    ...(ep.spec.address4 ? { ipv4: plain(ep.spec.address4) } : {}),
+    ...(ep.spec.address6 ? { ipv6: plain(ep.spec.address6) } : {}),
+  };
+}
 
 export class DnsService implements NetworkObserver {
   readonly records: RecordBook;
@@ -32,6 +42,7 @@ export class DnsService implements NetworkObserver {
       forwarder: this.forwarder,
       ...(opts.port !== undefined ? { port: opts.port } : {}),
       log: (level, msg, fields) => opts.log[level](fields ?? {}, msg),
+      ...(opts.observe ? { observe: opts.observe } : {}),
     });
   }
 
@@ -65,11 +76,7 @@ export class DnsService implements NetworkObserver {
       this.records.removeEndpoint(ep.networkId, ep.id);
       return;
     }
-    this.records.setEndpoint(ep.networkId, ep.id, {
-      names: ep.names ?? [],
-      ...(ep.spec.address4 ? { ipv4: plain(ep.spec.address4) } : {}),
-      ...(ep.spec.address6 ? { ipv6: plain(ep.spec.address6) } : {}),
-    });
+    this.records.setEndpoint(ep.networkId, ep.id, endpointNames(ep));
   }
 
   /** Endpoints of the same overlay network on other hosts (tsoverlay's peer sync reports them). */

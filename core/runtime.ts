@@ -22,9 +22,17 @@ import { LinkReaper } from '../drivers/shared/reaper.js';
 import { closeOverlayHandles } from '../drivers/overlay/netns.js';
 import { randomUUID } from 'node:crypto';
 import { NetError } from '../kernel/errors.js';
+import { DEFAULT_API_SOCKET, startApiSocket, startMetricsListener } from '../api/server.js';
+import { readInventory } from './inventory.js';
+import { Metrics } from './metrics.js';
+import { TSNET_VERSION } from './version.js';
 
 export interface DaemonOptions {
   pluginDir: string;
+  /** tsnet's control API for the CLI (default /run/tsnet/api.sock, root only). */
+  apiSocket?: string;
+  /** Also serve /metrics on this loopback TCP address ("127.0.0.1:9323"). */
+  metricsAddr?: string;
   stateDir: string;
   logLevel: string;
   /** Port of the per-network resolvers (53 unless testing). */
@@ -95,8 +103,21 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
   // One driver context for every service of the daemon.
   const ctx: DriverContext = { host, firewall, log, owner, ownedMac: (stableFor?: string) => ownerMac(owner, stableFor), reaper, ...(cluster ? { cluster } : {}) };
   const networks = new NetworkService(store, ctx, { resolverPort: opts.dnsPort ?? 53 });
+  // Sources are read at scrape time; the services they name are all made below.
+  let reconcilerRef: Reconciler | undefined;
+  let dnsRef: DnsService | undefined;
+  const metrics = new Metrics({
+    inventory: () => readInventory(store),
+    dnsStats: () => {
+      const f = dnsRef?.forwarder;
+      return { cacheHits: f?.cacheHits ?? 0, cacheMisses: f?.cacheMisses ?? 0, upstreamFailures: f?.upstreamFailures ?? 0, cacheSize: f?.cache.size ?? 0 };
+    },
+    repairs: () => reconcilerRef?.counts ?? new Map(),
+    links: () => host.linkList(),
+  });
   const dns = new DnsService({
     log,
+    observe: (seconds, outcome) => metrics.dns(seconds, outcome),
     ...(opts.dnsPort !== undefined ? { port: opts.dnsPort } : {}),
     ...(opts.dnsUpstreams ? { upstreams: opts.dnsUpstreams } : {}),
     ...(opts.dnsDomain ? { domain: opts.dnsDomain } : {}),
@@ -138,6 +159,8 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
   const reconciler = new Reconciler(networks, ctx, log, {
     ipam, ...(opts.orphanGraceSeconds !== undefined ? { orphanGraceMs: opts.orphanGraceSeconds * 1000 } : {}),
   });
+  reconcilerRef = reconciler;
+  dnsRef = dns;
   await reconciler.pass().catch((e) => log.error({ err: (e as Error).message }, 'start-up reconcile failed'));
   try {
     reconciler.watch();
@@ -167,11 +190,15 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
       { name: 'tshost', implements: ['NetworkDriver'] },
       { name: 'tsipam', implements: ['IpamDriver'] },
     ],
-    { pluginDir: opts.pluginDir, logLevel: opts.logLevel, networks, ipam },
+    { pluginDir: opts.pluginDir, logLevel: opts.logLevel, networks, ipam, observer: metrics },
   );
   const cniServer = await startCniServer(opts.cniSocket ?? DEFAULT_CNI_SOCKET, {
     networks, ipam, host, stateDir: opts.stateDir, log, dnsDomain: dns.domain,
+  }, metrics);
+  const api = await startApiSocket(opts.apiSocket ?? DEFAULT_API_SOCKET, {
+    store, networks, reconciler, records: dns.records, metrics, version: TSNET_VERSION, startedAt: Date.now(),
   });
+  const metricsListener = opts.metricsAddr ? await startMetricsListener(opts.metricsAddr, metrics) : undefined;
   const dockerNames = new DockerNames(networks, log, opts.dockerSocket);
   dockerNames.start();
   log.info({ pluginDir: opts.pluginDir, state: store.location, networks: (await networks.listNetworks()).length }, 'tsnet daemon ready');
@@ -189,7 +216,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
       reconciler.close();
       dockerNames.stop();
       // Stop accepting calls, let those in flight finish (fastify close waits), then close the store.
-      await Promise.all(apps.map((a) => a.close()));
+      await Promise.all([...apps, api, ...(metricsListener ? [metricsListener] : [])].map((a) => a.close()));
       await new Promise((r) => cniServer.close(r));
       networks.reserver.closeAll();
       await reaper.drain();

@@ -52,6 +52,8 @@ export class Forwarder {
   private resolvServers: string[] = [];
   private resolvCheckedAt = 0;
   upstreamFailures = 0;
+  cacheHits = 0;
+  cacheMisses = 0;
 
   constructor(private readonly opts: ForwarderOptions = {}) {
     this.cache = opts.cache ?? new AnswerCache();
@@ -79,7 +81,11 @@ export class Forwarder {
   resolve(q: Question): Promise<CachedAnswer> {
     const key = AnswerCache.key(q.name, q.type, q.class);
     const hit = this.cache.get(key);
-    if (hit) return Promise.resolve(hit);
+    if (hit) {
+      this.cacheHits++;
+      return Promise.resolve(hit);
+    }
+    this.cacheMisses++;
     const running = this.inFlight.get(key);
     if (running) return running;
     if (this.inFlight.size >= (this.opts.maxInFlight ?? 1024)) {

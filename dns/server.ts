@@ -28,7 +28,11 @@ export interface DnsServerOptions {
   ttl?: number;
   maxTcpConnections?: number;
   log?: (level: 'info' | 'warn', msg: string, fields?: Record<string, unknown>) => void;
+  /** Called once per query with its time to answer and how it was answered (for metrics). */
+  observe?: (seconds: number, outcome: DnsOutcome) => void;
 }
+
+export type DnsOutcome = 'local' | 'forwarded' | 'refused' | 'dropped' | 'error';
 
 export interface DnsStats {
   queries: number;
@@ -159,16 +163,34 @@ export class DnsServer {
 
   /** Builds the reply to one message, or undefined to drop it. Exposed for protocol tests. */
   async answer(l: Listening, msg: Buffer, client: string, transport: 'udp' | 'tcp'): Promise<Buffer | undefined> {
+    const observe = this.opts.observe;
+    if (!observe) return this.respond(l, msg, client, transport);
+    const t0 = process.hrtime.bigint();
+    const seen: { outcome: DnsOutcome } = { outcome: 'error' };
+    try {
+      return await this.respond(l, msg, client, transport, seen);
+    } finally {
+      observe(Number(process.hrtime.bigint() - t0) / 1e9, seen.outcome);
+    }
+  }
+
+  /** Counts how a query was answered, in the totals and for this query's observer. */
+  private tally(seen: { outcome: DnsOutcome } | undefined, outcome: Exclude<DnsOutcome, 'error'>): void {
+    this.stats[outcome]++;
+    if (seen) seen.outcome = outcome;
+  }
+
+  private async respond(l: Listening, msg: Buffer, client: string, transport: 'udp' | 'tcp', seen?: { outcome: DnsOutcome }): Promise<Buffer | undefined> {
     this.stats.queries++;
     let q: Decoded;
     try {
       q = decode(msg);
     } catch {
-      this.stats.dropped++;
+      this.tally(seen, 'dropped');
       return undefined; // malformed: nothing to answer safely
     }
     if (q.flag_qr || q.type === 'response') {
-      this.stats.dropped++;
+      this.tally(seen, 'dropped');
       return undefined;
     }
     const clientOpt = (q.additionals ?? []).find((a) => a.type === 'OPT');
@@ -185,7 +207,7 @@ export class DnsServer {
       return dnsPacket.encode({ ...base, flags: base.flags | dnsPacket.TRUNCATED_RESPONSE, answers: [], authorities: [] } as dnsPacket.Packet);
     };
     if (!this.clientAllowed(l, client)) {
-      this.stats.refused++;
+      this.tally(seen, 'refused');
       return reply('REFUSED');
     }
     if (q.opcode && q.opcode !== 'QUERY') return reply('NOTIMP');
@@ -200,23 +222,23 @@ export class DnsServer {
     const found = this.opts.records.lookup(l.net.id, question.name, question.type);
     switch (found.kind) {
       case 'answer':
-        this.stats.local++;
+        this.tally(seen, 'local');
         return reply('NOERROR', found.addresses.map((a) => ({ type: a.includes(':') ? 'AAAA' : 'A', name: question.name, ttl: this.ttl, data: a }) as Rr), [], true);
       case 'ptr':
-        this.stats.local++;
+        this.tally(seen, 'local');
         return reply('NOERROR', found.names.map((n) => ({ type: 'PTR', name: question.name, ttl: this.ttl, data: `${normalize(n)}.${domain}` }) as Rr), [], true);
       case 'nodata':
-        this.stats.local++;
+        this.tally(seen, 'local');
         return reply('NOERROR', [], [soa], true);
       case 'nxdomain':
-        this.stats.local++;
+        this.tally(seen, 'local');
         return reply('NXDOMAIN', [], [soa], true);
       case 'foreign': {
         if (l.net.internal) {
-          this.stats.refused++;
+          this.tally(seen, 'refused');
           return reply('REFUSED');
         }
-        this.stats.forwarded++;
+        this.tally(seen, 'forwarded');
         const a = await this.opts.forwarder.resolve({ name: question.name, type: question.type, class: question.class ?? 'IN' });
         const rcode = (a.rcode in RCODE ? a.rcode : 'SERVFAIL') as Rcode;
         return reply(rcode, a.answers, a.authorities);

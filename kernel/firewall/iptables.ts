@@ -199,6 +199,21 @@ async function iptables(family: IpFamily, args: string[]): Promise<string> {
   return stdout;
 }
 
+/** Which backend the `iptables` on PATH drives ("nf_tables" or "legacy"), and its version line. */
+export async function iptablesBackend(): Promise<{ backend: 'nf_tables' | 'legacy' | 'unknown'; version: string }> {
+  const version = (await execFileP('iptables', ['-V'])).stdout.trim();
+  return { backend: version.includes('nf_tables') ? 'nf_tables' : version.includes('legacy') ? 'legacy' : 'unknown', version };
+}
+
+/** The filter FORWARD chain's policy and whether it jumps to tsnet's chain. */
+export async function forwardChain(family: IpFamily): Promise<{ policy: string; jumpsToTsnet: boolean }> {
+  const text = await iptables(family, ['-t', 'filter', '-S', 'FORWARD']);
+  return {
+    policy: /^-P FORWARD (\w+)/m.exec(text)?.[1] ?? 'unknown',
+    jumpsToTsnet: text.split('\n').some((l) => l.startsWith('-A FORWARD') && l.endsWith(`-j ${CHAINS.forward}`)),
+  };
+}
+
 async function restore(family: IpFamily, text: string): Promise<void> {
   await new Promise<void>((resolve, reject) => {
     const p = execFile(`${BIN[family]}-restore`, ['--noflush', '-w', '10'], (err, _out, stderr) => {
