@@ -55,6 +55,7 @@ program
   .option('--cluster-grace <s>', "how long a dead host's addresses stay reserved", seconds)
   .option('--orphan-grace <s>', 'how long an address Docker was given but never used stays reserved', seconds)
   .option('--reconcile-interval <s>', 'periodic drift-repair pass (link and address events also start one)', seconds)
+  .addOption(new Option('--managed-plugin <driver>', 'serve as a Docker managed plugin: one socket, tsnet.sock, with this network driver and tsipam').choices(['tsbridge', 'tsmacvlan', 'tsnull', 'tshost']))
   .action(async (o) => {
     const g = globals();
     process.umask(0o077); // store, WAL and sockets are root's alone from their first instant
@@ -81,6 +82,7 @@ program
         dnsPort: o.dnsPort, dnsDomain: o.dnsDomain, dockerSocket: o.dockerSocket, cniSocket: o.cniSocket,
         ...(o.dnsUpstream ? { dnsUpstreams: String(o.dnsUpstream).split(',').filter(Boolean) } : {}),
         ...(o.metricsAddr ? { metricsAddr: o.metricsAddr } : {}),
+        ...(o.managedPlugin ? { managedPlugin: o.managedPlugin } : {}),
         ...(clusterStore ? { clusterStore, advertiseAddr: o.advertiseAddr } : {}),
         ...(o.leaseTtl ? { leaseTtl: o.leaseTtl } : {}),
         ...(o.clusterGrace ? { graceSeconds: o.clusterGrace } : {}),

@@ -23,8 +23,10 @@ const STATUS: Record<ErrorCode, number> = {
 export type Handler = (body: Record<string, any>) => Promise<object>;
 
 export interface PluginSocket {
-  /** Driver name = socket file name without .sock. */
+  /** Socket file name without .sock; also the driver unless `driver` says otherwise. */
   name: string;
+  /** The network driver behind this socket (a managed plugin's one socket serves tsbridge). */
+  driver?: DriverName;
   implements: Array<'NetworkDriver' | 'IpamDriver'>;
 }
 
@@ -56,7 +58,7 @@ export function buildPluginApp(sock: PluginSocket, opts: CnmServerOptions): Fast
 
   const routes = new Map<string, Handler>();
   routes.set('/Plugin.Activate', async () => ({ Implements: sock.implements }));
-  if (sock.implements.includes('NetworkDriver')) for (const [p, h] of networkRoutes(opts.networks, sock.name as DriverName, app.log)) routes.set(p, h);
+  if (sock.implements.includes('NetworkDriver')) for (const [p, h] of networkRoutes(opts.networks, sock.driver ?? (sock.name as DriverName), app.log)) routes.set(p, h);
   if (sock.implements.includes('IpamDriver')) for (const [p, h] of ipamRoutes(opts.ipam)) routes.set(p, h);
 
   const fail = (reply: FastifyReply, status: number, msg: string) => reply.code(status).send({ Err: msg });

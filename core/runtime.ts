@@ -16,7 +16,7 @@ import { DEFAULT_CNI_SOCKET, startCniServer } from '../cni/server.js';
 import { EtcdCluster, IPAM_OWNER } from '../store/etcd-cluster.js';
 import { OverlayService } from './overlay-service.js';
 import { ownerMac, ownerMark } from './owner.js';
-import type { DriverContext } from '../drivers/driver.js';
+import type { DriverContext, DriverName } from '../drivers/driver.js';
 import { Reconciler } from './reconciler.js';
 import { LinkReaper } from '../drivers/shared/reaper.js';
 import { closeOverlayHandles } from '../drivers/overlay/netns.js';
@@ -33,6 +33,11 @@ export interface DaemonOptions {
   apiSocket?: string;
   /** Also serve /metrics on this loopback TCP address ("127.0.0.1:9323"). */
   metricsAddr?: string;
+  /**
+   * Run as a Docker managed plugin: one socket, tsnet.sock, serving this network driver and
+   * tsipam (Docker names both after the plugin).
+   */
+  managedPlugin?: DriverName;
   stateDir: string;
   logLevel: string;
   /** Port of the per-network resolvers (53 unless testing). */
@@ -182,7 +187,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
   }, Math.min(30, opts.leaseTtl ?? 10) * 1000);
   clusterTimer.unref();
   const apps: FastifyInstance[] = await startPluginSockets(
-    [
+    opts.managedPlugin ? [{ name: 'tsnet', driver: opts.managedPlugin, implements: ['NetworkDriver', 'IpamDriver'] }] : [
       { name: 'tsbridge', implements: ['NetworkDriver'] },
       { name: 'tsoverlay', implements: ['NetworkDriver'] },
       { name: 'tsmacvlan', implements: ['NetworkDriver'] },
