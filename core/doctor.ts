@@ -13,8 +13,8 @@ import type { LinkSpec } from '../kernel/types.js';
 import { overlaps, parseSubnet } from '../ipam/subnet.js';
 import { SqliteStore } from '../store/sqlite-store.js';
 import { readInventory, type Inventory } from './inventory.js';
-import { macOwnedBy } from './owner.js';
-import { NetworkService, hasGatewayBridge } from './network-service.js';
+import { linkOwnedBy } from './owner.js';
+import { NetworkService, hasGatewayBridge, recordedLinkNames } from './network-service.js';
 
 export type Level = 'ok' | 'warn' | 'error';
 
@@ -202,12 +202,8 @@ async function leaks(nl: NetlinkHandle, store: SqliteStore, inv: Inventory, o: D
   const id = await store.read((t) => t.get<string>('meta/owner'));
   if (id) {
     const owner = `tsnet:${id}`;
-    const known = new Set([
-      ...inv.networks.flatMap((n) => (hasGatewayBridge(n) ? [n.state.bridge] : [])),
-      ...inv.endpoints.flatMap((e) => ('hostIf' in e.state ? [e.state.hostIf, e.state.containerIf] : [])),
-    ]);
-    const generated = /^(tsv[0-9a-f]{12}|tsc[0-9a-f]{12}|tsb-[0-9a-f]{11}|tso-\d+)$/;
-    const leaked = (await nl.linkList()).filter((l) => (l.alias === owner || (generated.test(l.name) && macOwnedBy(l.mac, owner))) && !known.has(l.name));
+    const known = recordedLinkNames(inv.networks, inv.endpoints);
+    const leaked = (await nl.linkList()).filter((l) => linkOwnedBy(l, owner) && !known.has(l.name));
     out.push(leaked.length
       ? { id: 'leaks.links', level: 'warn', title: `${leaked.length} link(s) made by this tsnet with no record: ${leaked.slice(0, 5).map((l) => l.name).join(', ')}${leaked.length > 5 ? ', …' : ''}`, fix: 'run "tsnet gc" (the running daemon also removes them within seconds)' }
       : { id: 'leaks.links', level: 'ok', title: 'no leaked links' });

@@ -71,6 +71,13 @@ function networkInterface(n: NetworkRecord): string {
   return st.bridge ?? st.opts?.parent ?? '-';
 }
 
+const bracket = (family: number, ip: string): string => (family === 6 ? `[${ip}]` : ip);
+
+/** "0.0.0.0:8080/tcp", "[::]:8000-8010/udp". */
+function hostSide(p: NonNullable<EndpointRecord['ports']>[number]): string {
+  return `${bracket(p.family, p.hostIp)}:${p.hostPort}${p.hostPortEnd > p.hostPort ? `-${p.hostPortEnd}` : ''}/${p.proto}`;
+}
+
 export function networkRows(inv: Inventory): NetworkRow[] {
   return inv.networks.map((n) => ({
     id: n.id,
@@ -105,7 +112,7 @@ export function endpointRows(inv: Inventory, network?: NetworkRecord): EndpointR
       mac: e.spec.mac ?? st.mac ?? '-',
       interface: st.hostIf ?? '-',
       names: e.names ?? [],
-      ports: (e.ports ?? []).map((p) => `${p.family === 6 ? `[${p.hostIp}]` : p.hostIp}:${p.hostPort}${p.hostPortEnd > p.hostPort ? `-${p.hostPortEnd}` : ''}->${p.containerPort}/${p.proto}`),
+      ports: (e.ports ?? []).map((p) => `${hostSide(p).replace(/\/\w+$/, '')}->${p.containerPort}/${p.proto}`),
     };
   });
 }
@@ -136,11 +143,10 @@ export interface PortRow {
 
 /** Published ports (`docker port` cannot show those of a remote driver). */
 export function portRows(inv: Inventory): PortRow[] {
-  const bracket = (family: number, ip: string): string => (family === 6 ? `[${ip}]` : ip);
   return inv.endpoints.flatMap((e) => (e.ports ?? []).map((p) => ({
     network: e.networkId.slice(0, 12),
     endpoint: e.id.slice(0, 12),
-    host: `${bracket(p.family, p.hostIp)}:${p.hostPort}${p.hostPortEnd > p.hostPort ? `-${p.hostPortEnd}` : ''}/${p.proto}`,
+    host: hostSide(p),
     container: `${bracket(p.family, p.containerIp)}:${p.containerPort}`,
   })));
 }

@@ -38,6 +38,14 @@ export const isOverlayNetwork = (n: NetworkRecord): n is OverlayNetworkRecord =>
 /** Networks with a bridge of ours holding a gateway: they publish ports, NAT and serve DNS. */
 export const hasGatewayBridge = (n: NetworkRecord): n is BridgeNetworkRecord | OverlayNetworkRecord => isBridgeNetwork(n) || isOverlayNetwork(n);
 
+/** Every link name the records account for: gateway bridges and both ends of endpoints' veths. */
+export function recordedLinkNames(nets: readonly NetworkRecord[], eps: readonly EndpointRecord[]): Set<string> {
+  return new Set<string>([
+    ...nets.flatMap((n) => (hasGatewayBridge(n) ? [n.state.bridge] : [])),
+    ...eps.flatMap((e) => ('hostIf' in e.state ? [e.state.hostIf, e.state.containerIf] : [])),
+  ]);
+}
+
 /** The bridge state of an endpoint of a tsbridge network (CNI and port publishing use only those). */
 export function bridgeEndpoint(ep: EndpointRecord): BridgeEndpointState {
   if (!('hostIf' in ep.state)) throw new NetError('INVALID_ARGUMENT', `endpoint ${ep.id.slice(0, 12)} is not on a tsbridge network`);

@@ -5,6 +5,7 @@
 
 import { createHash, randomBytes } from 'node:crypto';
 import type { Store } from '../store/store.js';
+import type { Link } from '../kernel/types.js';
 
 const KEY = 'meta/owner';
 
@@ -39,4 +40,15 @@ function ownerMacPrefix(owner: string): string {
 
 export function macOwnedBy(mac: string | undefined, owner: string): boolean {
   return !!mac && mac.startsWith(`${ownerMacPrefix(owner)}:`);
+}
+
+/** Names tsnet generates for the links it creates (veth ends, default bridges, overlay gateways). */
+const GENERATED = /^(tsv[0-9a-f]{12}|tsc[0-9a-f]{12}|tsb-[0-9a-f]{11}|tso-\d+)$/;
+
+/**
+ * Whether this store made the link: its alias is the mark (set after creation), or it has a name
+ * tsnet generates and a MAC from this store (a daemon killed between the two leaves only the MAC).
+ */
+export function linkOwnedBy(l: Link, owner: string): boolean {
+  return l.alias === owner || (GENERATED.test(l.name) && macOwnedBy(l.mac, owner));
 }

@@ -21,9 +21,9 @@ import { netnsByName, netnsExists } from '../kernel/netns.js';
 import { NetlinkEvents, type NetlinkEvent } from '../kernel/netlink-events.js';
 import { REAP_GROUP } from '../drivers/shared/reaper.js';
 import type { Address, Link } from '../kernel/types.js';
-import { macOwnedBy } from './owner.js';
+import { linkOwnedBy } from './owner.js';
 import type { Ipam } from '../ipam/ipam.js';
-import { isBridgeNetwork, isOverlayNetwork, type BridgeNetworkRecord, type EndpointRecord, type NetworkRecord, type NetworkService } from './network-service.js';
+import { isBridgeNetwork, isOverlayNetwork, recordedLinkNames, type BridgeNetworkRecord, type EndpointRecord, type NetworkRecord, type NetworkService } from './network-service.js';
 
 export interface Repair {
   what: string;
@@ -275,15 +275,8 @@ export class Reconciler {
     if (this.networks.mutating) return []; // objects of a create in flight have no record yet
     const nets = await this.networks.listNetworks();
     const eps = await this.networks.listEndpoints();
-    const known = new Set<string>([
-      ...nets.flatMap((n) => (isBridgeNetwork(n) || isOverlayNetwork(n) ? [n.state.bridge] : [])),
-      ...eps.flatMap((e) => ('hostIf' in e.state ? [e.state.hostIf, e.state.containerIf] : [])),
-    ]);
-    // Ours: the alias set after creation, or the MAC given at creation (a daemon killed between
-    // the two leaves only the MAC), and only under names tsnet generates.
-    const generated = /^(tsv[0-9a-f]{12}|tsc[0-9a-f]{12}|tsb-[0-9a-f]{11}|tso-\d+)$/;
-    const ours = (l: Link): boolean => l.alias === owner || (generated.test(l.name) && macOwnedBy(l.mac, owner));
-    const suspects = new Set(links.filter((l) => ours(l) && !known.has(l.name)).map((l) => l.name));
+    const known = recordedLinkNames(nets, eps);
+    const suspects = new Set(links.filter((l) => linkOwnedBy(l, owner) && !known.has(l.name)).map((l) => l.name));
     const repairs: Repair[] = [];
     for (const name of suspects) {
       if (!this.leakSuspects.has(name)) continue; // seen once: wait a pass, it may be a create finishing

@@ -38,23 +38,31 @@ export function decodeEvents(buf: Buffer): NetlinkEvent[] | undefined {
 }
 
 export class NetlinkEvents {
-  private constructor(private readonly watch: NativeNetlinkWatch) {}
+  private watch: NativeNetlinkWatch | undefined;
+  private closed = false;
+
+  private constructor() {}
 
   /** Subscribes to link and address events of `ns` (the daemon's own namespace when omitted). */
   static open(ns: NetnsRef | undefined, onEvent: (e: NetlinkEvent) => void): NetlinkEvents {
+    const self = new NetlinkEvents();
     const onData = (buf: Buffer | null): void => {
+      // Datagrams the reader thread queued just before close() still arrive: nothing after close.
+      if (self.closed) return;
       const events = buf ? decodeEvents(buf) : undefined;
       if (!events) return onEvent({ type: 'overrun' });
       for (const e of events) onEvent(e);
     };
     try {
-      return new NetlinkEvents(new (native().NetlinkWatch)(ns?.path ?? null, RTMGRP_LINK | RTMGRP_IPV4_IFADDR | RTMGRP_IPV6_IFADDR, onData));
+      self.watch = new (native().NetlinkWatch)(ns?.path ?? null, RTMGRP_LINK | RTMGRP_IPV4_IFADDR | RTMGRP_IPV6_IFADDR, onData);
+      return self;
     } catch (e) {
       throw isNativeError(e) ? new KernelError(e.errno, `netlink events: ${e.syscall}`, ns?.path ?? 'host netns') : e;
     }
   }
 
   close(): void {
-    this.watch.close();
+    this.closed = true;
+    this.watch?.close();
   }
 }
