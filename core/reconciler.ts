@@ -7,6 +7,7 @@
 //   - a tsbridge/tsoverlay gateway interface deleted or down, or its gateway address removed
 //   - an endpoint's veth detached from its bridge
 //   - tsnet's iptables chains flushed or their jumps removed (a firewalld-style reload)
+//   - forwarding sysctls turned off, route_localnet reset on a tsbridge bridge
 //   - links this store made (alias "tsnet:<id>") that no record names: removed, once seen twice
 //     and only while no mutation runs (a create in flight has kernel objects before its record)
 // What cannot be rebuilt (an overlay network's namespace deleted, taking the containers'
@@ -18,6 +19,7 @@ import { bridgeDriver } from '../drivers/bridge/index.js';
 import { OVERLAY_BRIDGE, overlayDriver } from '../drivers/overlay/index.js';
 import { overlayHandle } from '../drivers/overlay/netns.js';
 import { netnsByName, netnsExists } from '../kernel/netns.js';
+import { ifaceSysctl, sysctlGet, sysctlSet, type SysctlKey } from '../kernel/sysctl.js';
 import { NetlinkEvents, type NetlinkEvent } from '../kernel/netlink-events.js';
 import { REAP_GROUP } from '../drivers/shared/reaper.js';
 import type { Address, Link } from '../kernel/types.js';
@@ -133,6 +135,7 @@ export class Reconciler {
         repairs.push(...(await this.repairNetwork(fresh, await this.networks.listEndpoints(n.id))));
       });
     }
+    repairs.push(...(await this.repairSysctls(nets)));
     const drift = await this.networks.firewallDrift();
     if (drift.length) {
       await this.networks.syncFirewall({ force: true });
@@ -143,6 +146,31 @@ export class Reconciler {
     for (const r of repairs) {
       this.counts.set(r.what, (this.counts.get(r.what) ?? 0) + 1);
       this.log.warn({ repair: r.what, object: r.object, ...(r.network ? { network: r.network } : {}) }, 'drift repaired');
+    }
+    return repairs;
+  }
+
+  /**
+   * Forwarding, which every gateway network needs (someone's `sysctl -w net.ipv4.ip_forward=0`
+   * cuts all containers off), and route_localnet on tsbridge bridges (127.0.0.1-published ports).
+   * A few /proc reads per pass; sysctl changes send no link or address event.
+   */
+  private async repairSysctls(nets: NetworkRecord[]): Promise<Repair[]> {
+    const gw = nets.filter((n) => isBridgeNetwork(n) || isOverlayNetwork(n));
+    if (!gw.length) return [];
+    const ns = this.ctx.host.netns;
+    const repairs: Repair[] = [];
+    const ensure = async (key: SysctlKey, object: string, what: string): Promise<void> => {
+      const v = await sysctlGet(ns, key).catch(() => undefined);
+      if (v === undefined || v.trim() === '1') return; // unreadable: the interface is gone, handled above
+      await sysctlSet(ns, key, '1');
+      repairs.push({ what, object });
+    };
+    await ensure('net.ipv4.ip_forward', 'net.ipv4.ip_forward', 'forwarding re-enabled');
+    if (gw.some((n) => n.state.subnets6.length)) await ensure('net.ipv6.conf.all.forwarding', 'net.ipv6.conf.all.forwarding', 'forwarding re-enabled');
+    for (const n of gw) {
+      if (!isBridgeNetwork(n)) continue;
+      await ensure(ifaceSysctl('ipv4', n.state.bridge, 'route_localnet'), `route_localnet on ${n.state.bridge}`, 'bridge sysctl restored');
     }
     return repairs;
   }

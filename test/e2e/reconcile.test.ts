@@ -95,6 +95,13 @@ describe.skipIf(!canRun)('drift repair', () => {
     await within(5000, () => pingOk(`${P}r2`, c1ip) && pingOk(`${P}r1`, '10.96.5.1'));
   });
 
+  it('forwarding turned off and a bridge sysctl reset are put back', async () => {
+    run('ip', ['netns', 'exec', h.ns, 'sh', '-c', `sysctl -qw net.ipv4.ip_forward=0 && echo 0 > /proc/sys/net/ipv4/conf/${P}rec0/route_localnet`]);
+    expect(pingOk(`${P}r2`, out.ip)).toBe(false); // really cut off
+    await within(5000, () => pingOk(`${P}r2`, out.ip));
+    await within(3000, () => run('ip', ['netns', 'exec', h.ns, 'cat', `/proc/sys/net/ipv4/conf/${P}rec0/route_localnet`]).trim() === '1');
+  });
+
   it('a link this daemon made and no record names is removed; one of another owner is left alone', async () => {
     const owner = JSON.parse(run('ip', ['-j', '-n', h.ns, 'link', 'show', c1veth]))[0].ifalias as string;
     expect(owner).toMatch(/^tsnet:[0-9a-f]{12}$/);
