@@ -171,6 +171,8 @@ export class Reconciler {
     for (const n of gw) {
       if (!isBridgeNetwork(n)) continue;
       await ensure(ifaceSysctl('ipv4', n.state.bridge, 'route_localnet'), `route_localnet on ${n.state.bridge}`, 'bridge sysctl restored');
+      // IPv4-only bridges are left out of ip6tables on the strength of this (see makeBridge).
+      if (!n.state.subnets6.length) await ensure(ifaceSysctl('ipv6', n.state.bridge, 'disable_ipv6'), `disable_ipv6 on ${n.state.bridge}`, 'bridge sysctl restored');
     }
     return repairs;
   }

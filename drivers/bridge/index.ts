@@ -47,7 +47,7 @@ export const bridgeDriver = {
     return {
       bridge: state.bridge, subnets4: state.subnets4, subnets6: state.subnets6,
       internal: state.internal, icc: state.opts.icc, masquerade: state.opts.masquerade,
-      ports: coalesce(ports), resolvers: state.gateways.map((g) => g.split('/')[0]!),
+      ports: coalesce(ports), resolvers: state.gateways.map((g) => g.split('/')[0]!), ipv6Disabled: state.subnets6.length === 0,
     };
   },
 
@@ -82,7 +82,9 @@ export const bridgeDriver = {
     // derived from the bridge's name survives the reconciler rebuilding a deleted bridge.
     await ctx.host.linkAdd({ kind: 'bridge', name: bridge, mac: ctx.ownedMac?.(bridge) ?? randomMac(), ...(mtu ? { mtu } : {}) });
     tx?.onUndo(`delete bridge ${bridge}`, () => ctx.host.linkDelIfExists({ name: bridge }));
-    if (ipv6) await sysctlSet(ctx.host.netns, ifaceSysctl('ipv6', bridge, 'disable_ipv6'), '0');
+    // IPv4-only: no IPv6 at all on the bridge, so nothing can be routed over IPv6 from or to it
+    // and the ip6tables render (one more nf_tables commit per change) can leave it out.
+    await sysctlSet(ctx.host.netns, ifaceSysctl('ipv6', bridge, 'disable_ipv6'), ipv6 ? '0' : '1');
     // 127.0.0.1-published ports are DNATed out of this bridge with a loopback source until
     // masquerade rewrites it; the kernel drops such packets unless route_localnet is on. The
     // firewall drops the reverse direction (containers to 127/8), see kernel/firewall.

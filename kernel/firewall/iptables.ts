@@ -35,6 +35,11 @@ export interface FirewallNetwork {
   ports: FirewallPort[];
   /** Addresses where tsnet's resolver for this network listens (its gateways). */
   resolvers?: string[];
+  /**
+   * The interface has IPv6 switched off (disable_ipv6): the kernel neither routes IPv6 from nor to
+   * it, so the ip6tables render leaves the network out (as Docker does for IPv4-only networks).
+   */
+  ipv6Disabled?: boolean;
 }
 
 export const CHAINS = {
@@ -89,7 +94,8 @@ const isAny = (ip: string): boolean => ip === '0.0.0.0' || ip === '::';
 const FOREIGN_BRIDGES = ['docker0', 'br-+'];
 
 /** The restore text for one family: the same layout for iptables and ip6tables. */
-export function renderRules(nets: readonly FirewallNetwork[], family: IpFamily = 4, extras: FirewallExtras = {}): string {
+export function renderRules(all: readonly FirewallNetwork[], family: IpFamily = 4, extras: FirewallExtras = {}): string {
+  const nets = family === 6 ? all.filter((n) => !n.ipv6Disabled) : all;
   const subnets = (n: FirewallNetwork): string[] => (family === 4 ? n.subnets4 : n.subnets6);
   const f: string[] = ['*filter', `:${CHAINS.forward} - [0:0]`, `:${CHAINS.iso1} - [0:0]`, `:${CHAINS.iso2} - [0:0]`];
   // Traffic that stays on one icc network (bridged through br_netfilter, most of the volume) is
@@ -176,6 +182,26 @@ export function renderRules(nets: readonly FirewallNetwork[], family: IpFamily =
 
 const BIN = { 4: 'iptables', 6: 'ip6tables' } as const;
 
+/** Restore text split by table: "filter" -> "*filter\n…COMMIT\n". */
+export function tableBlocks(text: string): Map<string, string> {
+  const out = new Map<string, string>();
+  let table = '';
+  let lines: string[] = [];
+  for (const l of text.split('\n')) {
+    if (l.startsWith('*')) {
+      table = l.slice(1);
+      lines = [l];
+    } else if (table) {
+      lines.push(l);
+      if (l === 'COMMIT') {
+        out.set(table, `${lines.join('\n')}\n`);
+        table = '';
+      }
+    }
+  }
+  return out;
+}
+
 /** "table CHAIN" -> number of -A lines, for tsnet's own chains, in restore or save text. */
 function countRules(text: string): Map<string, number> {
   const ours = new Set<string>(Object.values(CHAINS));
@@ -227,6 +253,8 @@ async function restore(family: IpFamily, text: string): Promise<void> {
 export class IptablesFirewall {
   readonly name = 'iptables';
   private jumpsCheckedAt = 0;
+  /** Per family, the text of each table as last applied (what the kernel should hold). */
+  private readonly applied = new Map<IpFamily, Map<string, string>>();
 
   /**
    * Renders every tsnet chain from `nets` and makes sure the built-in chains jump to ours. The
@@ -237,7 +265,18 @@ export class IptablesFirewall {
     const checkJumps = opts.force || Date.now() - this.jumpsCheckedAt > 5_000;
     // The two families are independent tables: render them concurrently.
     await Promise.all(([4, 6] as const).map(async (family) => {
-      await restore(family, renderRules(nets, family, opts.extras));
+      // Only tables whose text changed since the last apply go to the kernel: with nf_tables
+      // every table in a batch is a commit that waits for an RCU grace period (~13 ms each here,
+      // serialised per namespace), even when its content is the same. The periodic drift check
+      // forces a full render if someone changed our chains meanwhile.
+      const blocks = tableBlocks(renderRules(nets, family, opts.extras));
+      const last = opts.force ? undefined : this.applied.get(family);
+      const changed = [...blocks].filter(([table, text]) => last?.get(table) !== text);
+      if (changed.length) {
+        this.applied.delete(family); // unknown until the batch is through
+        await restore(family, changed.map(([, text]) => text).join(''));
+        this.applied.set(family, new Map([...(last ?? []), ...changed]));
+      }
       if (checkJumps) await this.ensureJumps(family);
     }));
     if (checkJumps) this.jumpsCheckedAt = Date.now();
@@ -278,6 +317,7 @@ export class IptablesFirewall {
 
   /** Removes our jumps and chains entirely (used by tests and `tsnet` uninstall). */
   async removeAll(): Promise<void> {
+    this.applied.clear();
     for (const family of [4, 6] as const) {
       for (const [table, chain, match, target] of [['filter', 'FORWARD', [], CHAINS.forward] as const, ...HOOKS]) {
         while (await iptables(family, ['-t', table, '-D', chain, ...match, '-j', target]).then(() => true, () => false));

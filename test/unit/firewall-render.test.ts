@@ -1,7 +1,7 @@
 // The firewall is rendered from data; its text is checked line by line here (no root needed).
 
 import { describe, expect, it } from 'vitest';
-import { renderRules, type FirewallNetwork } from '../../kernel/firewall/iptables.js';
+import { renderRules, tableBlocks, type FirewallNetwork } from '../../kernel/firewall/iptables.js';
 
 const net = (o: Partial<FirewallNetwork>): FirewallNetwork => ({
   bridge: 'tsb-a', subnets4: ['10.1.0.0/24'], subnets6: ['fd00:1::/64'], internal: false, icc: true, masquerade: true, ports: [], ...o,
@@ -63,6 +63,22 @@ describe('iptables rendering', () => {
     ]);
     expect(renderRules(nets, 6, { resolverPort: 53 })).toContain('-A TSNET-RAW -d fd00:1::1 ! -i lo -p udp -m udp --dport 53 -j DROP');
     expect(renderRules(nets, 4)).not.toContain('--dport 53'); // no resolvers in this process: no rules
+  });
+
+  it('splits a render into its tables, each a complete restore block, together the whole text', () => {
+    const text = renderRules([net({ resolvers: ['10.1.0.1'] })], 4, { resolverPort: 53 });
+    const blocks = tableBlocks(text);
+    expect([...blocks.keys()]).toEqual(['filter', 'nat', 'raw']);
+    for (const [t, b] of blocks) expect(b).toMatch(new RegExp(`^\\*${t}\\n[\\s\\S]*\\nCOMMIT\\n$`));
+    expect([...blocks.values()].join('')).toBe(text);
+  });
+
+  it('an IPv4-only network with IPv6 off on its bridge is left out of the ip6tables render entirely', () => {
+    const nets = [net({ bridge: 'tsb-v4', subnets6: [], ipv6Disabled: true }), net({ bridge: 'tsb-ds' })];
+    expect(renderRules(nets, 4)).toContain('-i tsb-v4');
+    const v6 = renderRules(nets, 6);
+    expect(v6).not.toContain('tsb-v4');
+    expect(v6).toContain('-i tsb-ds');
   });
 
   it('icc off drops traffic between containers of the bridge', () => {
