@@ -25,7 +25,7 @@ import { REAP_GROUP } from '../drivers/shared/reaper.js';
 import type { Address, Link } from '../kernel/types.js';
 import { linkOwnedBy } from './owner.js';
 import type { Ipam } from '../ipam/ipam.js';
-import { isBridgeNetwork, isOverlayNetwork, recordedLinkNames, type BridgeNetworkRecord, type EndpointRecord, type NetworkRecord, type NetworkService } from './network-service.js';
+import { hasGatewayBridge, isBridgeNetwork, isOverlayNetwork, recordedLinkNames, type BridgeNetworkRecord, type EndpointRecord, type NetworkRecord, type NetworkService } from './network-service.js';
 
 export interface Repair {
   what: string;
@@ -45,8 +45,6 @@ export class Reconciler {
   private gatewayIndexes = new Set<number>();
   private events: NetlinkEvents | undefined;
   private kickTimer: NodeJS.Timeout | undefined;
-  /** Passes started by kernel events (for logs and metrics). */
-  eventPasses = 0;
 
   constructor(
     private readonly networks: NetworkService,
@@ -107,10 +105,7 @@ export class Reconciler {
       // A pass already running may have read the kernel before this change: follow it with one.
       void (this.running ?? Promise.resolve())
         .catch(() => undefined)
-        .then(() => {
-          this.eventPasses++;
-          return this.pass();
-        })
+        .then(() => this.pass())
         .catch((err) => this.log.error({ err: (err as Error).message }, 'reconcile pass failed'));
     }, 50);
     this.kickTimer.unref();
@@ -121,14 +116,16 @@ export class Reconciler {
     const links = await this.ctx.host.linkList();
     const addrs = await this.ctx.host.addrList();
     const nets = await this.networks.listNetworks();
-    this.watchedGateways = new Set(nets.flatMap((n) => (isBridgeNetwork(n) || isOverlayNetwork(n) ? [n.state.bridge] : [])));
+    // One read of every endpoint serves the watch lists and the lock-free checks below.
+    const eps = await this.networks.listEndpoints();
+    this.watchedGateways = new Set(nets.flatMap((n) => (hasGatewayBridge(n) ? [n.state.bridge] : [])));
     this.gatewayIndexes = new Set(links.filter((l) => this.watchedGateways.has(l.name)).map((l) => l.index));
-    this.watchedPorts = new Set((await this.networks.listEndpoints()).flatMap((e) => ('hostIf' in e.state ? [e.state.hostIf] : [])));
+    this.watchedPorts = new Set(eps.flatMap((e) => ('hostIf' in e.state ? [e.state.hostIf] : [])));
     for (const n of nets) {
-      if (!isBridgeNetwork(n) && !isOverlayNetwork(n)) continue;
+      if (!hasGatewayBridge(n)) continue;
       // Checked without the network's lock first: a pass must not stall attaches when nothing
       // drifted (the common case). Repairs re-check everything under the lock.
-      if (isBridgeNetwork(n) && !this.looksDrifted(n, await this.networks.listEndpoints(n.id), links, addrs)) continue;
+      if (isBridgeNetwork(n) && !this.looksDrifted(n, eps.filter((e) => e.networkId === n.id), links, addrs)) continue;
       await this.networks.exclusive(n.id, async () => {
         const fresh = await this.networks.getNetwork(n.id);
         if (!fresh) return; // deleted meanwhile
@@ -156,7 +153,7 @@ export class Reconciler {
    * A few /proc reads per pass; sysctl changes send no link or address event.
    */
   private async repairSysctls(nets: NetworkRecord[]): Promise<Repair[]> {
-    const gw = nets.filter((n) => isBridgeNetwork(n) || isOverlayNetwork(n));
+    const gw = nets.filter(hasGatewayBridge);
     if (!gw.length) return [];
     const ns = this.ctx.host.netns;
     const repairs: Repair[] = [];
@@ -192,7 +189,7 @@ export class Reconciler {
   }
 
   private async repairNetwork(n: NetworkRecord, eps: EndpointRecord[]): Promise<Repair[]> {
-    if (!isBridgeNetwork(n) && !isOverlayNetwork(n)) return [];
+    if (!hasGatewayBridge(n)) return [];
     const h = this.ctx.host;
     const repairs: Repair[] = [];
     const name = n.state.bridge;
