@@ -25,6 +25,12 @@ export interface MetricSources {
 const LATENCY_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
 const DNS_BUCKETS = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1];
 
+/** `read` at most once per scrape: the collectors of one scrape run together and share the result. */
+function perScrape<T>(read: () => Promise<T>): () => Promise<T> {
+  let pending: Promise<T> | undefined;
+  return () => (pending ??= read().finally(() => setImmediate(() => (pending = undefined))));
+}
+
 /** A counter whose value is read from elsewhere at scrape time. */
 function mirroredCounter(registry: Registry, name: string, help: string, labelNames: string[], read: () => Promise<Array<[Record<string, string>, number]>> | Array<[Record<string, string>, number]>): void {
   new Counter({
@@ -53,9 +59,8 @@ export class Metrics implements CallObserver {
     this.dnsQueries = new Counter({ name: 'tsnet_dns_queries_total', help: 'DNS queries, by how they were answered', labelNames: ['outcome'], registers: [r] });
     this.dnsSeconds = new Histogram({ name: 'tsnet_dns_query_seconds', help: 'Time to answer a DNS query', labelNames: ['outcome'], buckets: DNS_BUCKETS, registers: [r] });
 
-    // One inventory read per scrape, shared by the gauges below.
-    let snapshot: Promise<Inventory> | undefined;
-    const inv = (): Promise<Inventory> => (snapshot ??= sources.inventory().finally(() => setImmediate(() => (snapshot = undefined))));
+    // One inventory read per scrape, shared by the collectors below.
+    const inv = perScrape(() => sources.inventory());
     new Gauge({
       name: 'tsnet_networks', help: 'Networks, by driver', labelNames: ['driver'], registers: [r],
       async collect() {
@@ -93,7 +98,8 @@ export class Metrics implements CallObserver {
     mirroredCounter(r, 'tsnet_reconcile_repairs_total', 'Drift repaired by the reconciler, by kind', ['what'], () => [...sources.repairs()].map(([what, n]) => [{ what }, n]));
 
     // Per endpoint, from the container's point of view: what the bridge end sends, it receives.
-    const endpointLinks = async (): Promise<Array<{ labels: Record<string, string>; link: Link }>> => {
+    // One link dump per scrape for the four per-endpoint counters.
+    const endpointLinks = perScrape(async (): Promise<Array<{ labels: Record<string, string>; link: Link }>> => {
       const [i, links] = await Promise.all([inv(), sources.links()]);
       const byName = new Map(links.map((l) => [l.name, l]));
       return i.endpoints.flatMap((e) => {
@@ -101,7 +107,7 @@ export class Metrics implements CallObserver {
         const link = st.hostIf ? byName.get(st.hostIf) : undefined;
         return link?.stats ? [{ labels: { endpoint: e.id.slice(0, 12), network: e.networkId.slice(0, 12) }, link }] : [];
       });
-    };
+    });
     const perEndpoint = (name: string, help: string, pick: (s: NonNullable<Link['stats']>) => bigint): void =>
       mirroredCounter(r, name, help, ['endpoint', 'network'], async () => (await endpointLinks()).map(({ labels, link }) => [labels, Number(pick(link.stats!))]));
     perEndpoint('tsnet_endpoint_receive_bytes_total', 'Bytes the container received', (s) => s.txBytes);
