@@ -8,7 +8,7 @@ import Fastify, { type FastifyInstance } from 'fastify';
 import { chmod, mkdir, rm } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { isIP } from 'node:net';
-import { endpointRows, findNetwork, networkRows, poolRows, portRows, readInventory } from '../core/inventory.js';
+import { endpointRows, findNetwork, networkDetail, networkRows, noSuchNetwork, poolRows, portRows, readInventory } from '../core/inventory.js';
 import type { Metrics } from '../core/metrics.js';
 import type { NetworkService } from '../core/network-service.js';
 import type { Reconciler } from '../core/reconciler.js';
@@ -39,14 +39,14 @@ export function buildApiApp(d: ApiDeps): FastifyInstance {
   app.get<{ Params: { ref: string } }>('/v1/networks/:ref', async (req, reply) => {
     const inv = await readInventory(d.store);
     const n = findNetwork(inv, req.params.ref);
-    if (!n) return reply.code(404).send({ error: `no network ${JSON.stringify(req.params.ref)}` });
-    return { row: networkRows({ ...inv, networks: [n] })[0], record: n, endpoints: endpointRows(inv, n) };
+    if (!n) return reply.code(404).send({ error: noSuchNetwork(req.params.ref) });
+    return networkDetail(inv, n);
   });
   app.get<{ Querystring: { network?: string } }>('/v1/endpoints', async (req, reply) => {
     const inv = await readInventory(d.store);
     if (!req.query.network) return endpointRows(inv);
     const n = findNetwork(inv, req.query.network);
-    if (!n) return reply.code(404).send({ error: `no network ${JSON.stringify(req.query.network)}` });
+    if (!n) return reply.code(404).send({ error: noSuchNetwork(req.query.network) });
     return endpointRows(inv, n);
   });
   app.get('/v1/ipam/pools', async () => poolRows(await readInventory(d.store)));
@@ -57,7 +57,7 @@ export function buildApiApp(d: ApiDeps): FastifyInstance {
     if (!name || !network) return reply.code(400).send({ error: 'name and network are required' });
     if (!LOOKUP_TYPES.has(type)) return reply.code(400).send({ error: `type must be one of ${[...LOOKUP_TYPES].join(', ')}` });
     const n = findNetwork(await readInventory(d.store), network);
-    if (!n) return reply.code(404).send({ error: `no network ${JSON.stringify(network)}` });
+    if (!n) return reply.code(404).send({ error: noSuchNetwork(network) });
     // The live records: Docker names and other overlay hosts' endpoints are only known here.
     return { network: n.id, name, type, result: d.records.lookup(n.id, name, type) };
   });
@@ -66,8 +66,12 @@ export function buildApiApp(d: ApiDeps): FastifyInstance {
     const repairs = await d.reconciler.pass();
     return { endpoints, repairs };
   });
-  app.get('/metrics', async (_req, reply) => reply.type(d.metrics.contentType).send(await d.metrics.text()));
+  serveMetrics(app, d.metrics);
   return app;
+}
+
+function serveMetrics(app: FastifyInstance, metrics: Metrics): void {
+  app.get('/metrics', async (_req, reply) => reply.type(metrics.contentType).send(await metrics.text()));
 }
 
 export async function startApiSocket(path: string, deps: ApiDeps): Promise<FastifyInstance> {
@@ -93,7 +97,7 @@ export function parseMetricsAddr(addr: string): { host: string; port: number } {
 export async function startMetricsListener(addr: string, metrics: Metrics): Promise<FastifyInstance> {
   const { host, port } = parseMetricsAddr(addr);
   const app = Fastify({ logger: false });
-  app.get('/metrics', async (_req, reply) => reply.type(metrics.contentType).send(await metrics.text()));
+  serveMetrics(app, metrics);
   await app.listen({ host, port });
   return app;
 }

@@ -8,7 +8,8 @@ import { fileURLToPath } from 'node:url';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { startDaemon } from '../core/runtime.js';
 import { missingCapabilities } from '../core/capabilities.js';
-import { endpointRows, findNetwork, lookupName, networkRows, poolRows, portRows, type EndpointRow, type NetworkRow, type PoolRow, type PortRow } from '../core/inventory.js';
+import { endpointRows, findNetwork, lookupName, networkDetail, networkRows, noSuchNetwork, poolRows, portRows, type EndpointRow, type Inventory, type NetworkDetail, type NetworkRow, type PoolRow, type PortRow } from '../core/inventory.js';
+import type { NetworkRecord } from '../core/network-service.js';
 import { runDoctor, type Finding } from '../core/doctor.js';
 import { TSNET_VERSION } from '../core/version.js';
 import { DEFAULT_API_SOCKET, parseMetricsAddr } from '../api/server.js';
@@ -36,6 +37,13 @@ const program = new Command('tsnet')
   .exitOverride();
 
 const globals = (): GlobalOptions => program.opts<GlobalOptions>();
+
+/** The network a reference names, in the store read directly (daemon down); exit 3 if none. */
+function requireNetwork(inv: Inventory, ref: string): NetworkRecord {
+  const n = findNetwork(inv, ref);
+  if (!n) throw new CliError(noSuchNetwork(ref), EXIT.NOT_FOUND);
+  return n;
+}
 
 // ---------------------------------------------------------------- serve
 program
@@ -121,11 +129,7 @@ network.command('ls').description('list networks').action(async () => {
   print(!!globals().json, rows, () => table(rows, networkColumns));
 });
 network.command('inspect').description('one network: its record, its endpoints').argument('<network>', 'id, id prefix or name').action(async (ref: string) => {
-  const got = await fetchOr(globals(), `/v1/networks/${encodeURIComponent(ref)}`, (inv) => {
-    const n = findNetwork(inv, ref);
-    if (!n) throw new CliError(`no network ${JSON.stringify(ref)}`, EXIT.NOT_FOUND);
-    return { row: networkRows({ ...inv, networks: [n] })[0]!, record: n, endpoints: endpointRows(inv, n) };
-  });
+  const got = await fetchOr<NetworkDetail>(globals(), `/v1/networks/${encodeURIComponent(ref)}`, (inv) => networkDetail(inv, requireNetwork(inv, ref)));
   print(!!globals().json, got, () => {
     const r = got.row;
     const kv = [['ID', r.id], ['Name', r.name], ['Driver', r.driver], ['Subnets', r.subnets.join(', ')], ['Gateways', r.gateways.join(', ') || '-'],
@@ -139,10 +143,7 @@ program.command('endpoint').description('endpoints (container attachments)')
   .action(async (o: { network?: string }) => {
     const q = o.network ? `?network=${encodeURIComponent(o.network)}` : '';
     const rows = await fetchOr<EndpointRow[]>(globals(), `/v1/endpoints${q}`, (inv) => {
-      if (!o.network) return endpointRows(inv);
-      const n = findNetwork(inv, o.network);
-      if (!n) throw new CliError(`no network ${JSON.stringify(o.network)}`, EXIT.NOT_FOUND);
-      return endpointRows(inv, n);
+      return o.network ? endpointRows(inv, requireNetwork(inv, o.network)) : endpointRows(inv);
     });
     print(!!globals().json, rows, () => table(rows, endpointColumns));
   });
@@ -171,8 +172,7 @@ program.command('dns').description('the per-network resolvers')
     const path = `/v1/dns/lookup?name=${encodeURIComponent(name)}&network=${encodeURIComponent(o.network)}&type=${o.type}`;
     type Answer = { network: string; name: string; type: string; result: ReturnType<typeof lookupName> };
     const got = await fetchOr<Answer>(g, path, (inv) => {
-      const n = findNetwork(inv, o.network);
-      if (!n) throw new CliError(`no network ${JSON.stringify(o.network)}`, EXIT.NOT_FOUND);
+      const n = requireNetwork(inv, o.network);
       return { network: n.id, name, type: o.type, result: lookupName(inv, n, name, o.type) };
     });
     print(!!g.json, got, () => {

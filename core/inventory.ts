@@ -100,6 +100,20 @@ export function findNetwork(inv: Inventory, ref: string): NetworkRecord | undefi
   return byPrefix.length === 1 ? byPrefix[0] : undefined;
 }
 
+/** The message when a network reference matches nothing (the API's 404, the CLI's exit 3). */
+export const noSuchNetwork = (ref: string): string => `no network ${JSON.stringify(ref)}`;
+
+export interface NetworkDetail {
+  row: NetworkRow;
+  record: NetworkRecord;
+  endpoints: EndpointRow[];
+}
+
+/** One network as `network inspect` shows it: its row, its record and its endpoints. */
+export function networkDetail(inv: Inventory, n: NetworkRecord): NetworkDetail {
+  return { row: networkRows({ ...inv, networks: [n] })[0]!, record: n, endpoints: endpointRows(inv, n) };
+}
+
 export function endpointRows(inv: Inventory, network?: NetworkRecord): EndpointRow[] {
   return inv.endpoints.filter((e) => !network || e.networkId === network.id).map((e) => {
     const n = inv.networks.find((x) => x.id === e.networkId);
