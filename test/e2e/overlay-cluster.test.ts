@@ -10,10 +10,10 @@ import { EtcdCluster } from '../../store/etcd-cluster.js';
 import { overlayNetnsName } from '../../drivers/overlay/netns.js';
 import { docker, dockerFail } from '../helpers/docker.js';
 import { isRoot, ok, run } from '../helpers/sys.js';
+import { silentLog } from '../helpers/fakes.js';
 
 const P = 'tsnt';
 const canRun = isRoot && ok('which', ['etcd']) && ok('which', ['tcpdump']);
-const silent = { debug() {}, info() {}, warn() {}, error() {} };
 
 type Net = { networkId: string; poolId: string };
 type Ctr = { endpointId: string; address: string; ns: string };
@@ -177,8 +177,8 @@ describe.skipIf(!canRun)('tsoverlay on three hosts', () => {
   });
 
   it('two hosts attaching at the same instant never get the same address or VNI', async () => {
-    const a = new EtcdCluster({ endpoints: [`${lab.gatewayIp}:23790`], hostId: 'race-a', vtep: '10.213.0.201', log: silent, prefix: '/race/' });
-    const b = new EtcdCluster({ endpoints: [`${lab.gatewayIp}:23790`], hostId: 'race-b', vtep: '10.213.0.202', log: silent, prefix: '/race/' });
+    const a = new EtcdCluster({ endpoints: [`${lab.gatewayIp}:23790`], hostId: 'race-a', vtep: '10.213.0.201', log: silentLog, prefix: '/race/' });
+    const b = new EtcdCluster({ endpoints: [`${lab.gatewayIp}:23790`], hostId: 'race-b', vtep: '10.213.0.202', log: silentLog, prefix: '/race/' });
     try {
       await Promise.all([a.ensureNetwork({ name: 'n', subnet4: '10.90.0.0/24', gateway4: '10.90.0.1/24' }), b.ensureNetwork({ name: 'n', subnet4: '10.90.0.0/24', gateway4: '10.90.0.1/24' })]);
       const got = await Promise.all(Array.from({ length: 60 }, (_, i) => (i % 2 ? a : b).allocateAddress('n', '10.90.0.0/24', `ep${i}`)));
@@ -240,7 +240,7 @@ describe.skipIf(!canRun)('tsoverlay on three hosts', () => {
     expect(gone).toBeLessThan(2 * 2000 + 1500); // TTL 2 s (etcd may take up to about 2x to expire), plus the sync
     expect(pingOk(c1.ns, c3.ip)).toBe(false);
     // The address stays reserved through the 4 s grace period, then the sweep frees it.
-    const probe = new EtcdCluster({ endpoints: [`${lab.gatewayIp}:23790`], hostId: 'probe', vtep: '10.213.0.203', log: silent });
+    const probe = new EtcdCluster({ endpoints: [`${lab.gatewayIp}:23790`], hostId: 'probe', vtep: '10.213.0.203', log: silentLog });
     try {
       await expect(probe.claimAddress('blue', c3.ip, 'probe-ep')).rejects.toThrow(/in use by endpoint/);
       const freedAfter = await eventually(async () => probe.claimAddress('blue', c3.ip, 'probe-ep').then(() => true, () => false), 20_000);

@@ -10,9 +10,8 @@ import { NetlinkHandle } from '../../kernel/netlink.js';
 import { SqliteStore } from '../../store/sqlite-store.js';
 import { makeNs, removeNs, type TestNs } from '../helpers/netns.js';
 import { isRoot, run } from '../helpers/sys.js';
+import { noFirewall, silentLog } from '../helpers/fakes.js';
 
-const silent = { debug() {}, info() {}, warn() {}, error() {} };
-const firewall = { name: 'none', apply: async () => undefined, drift: async () => [], removeAll: async () => undefined };
 const links = (ns: TestNs): string[] => run('ip', ['-n', ns.name, '-o', 'link', 'show']).trim().split('\n').map((l) => l.split(': ')[1]!.split('@')[0]!);
 
 describe.skipIf(!isRoot)('faults mid-operation', () => {
@@ -36,7 +35,7 @@ describe.skipIf(!isRoot)('faults mid-operation', () => {
     // A small filesystem of its own for the state (tmpfs: no loop device needed).
     run('mount', ['-t', 'tmpfs', '-o', 'size=600k', 'tsnt-state', dir]);
     const store = new SqliteStore(join(dir, 'tsnet.db'));
-    const svc = new NetworkService(store, { host, firewall: firewall as never, log: silent });
+    const svc = new NetworkService(store, { host, firewall: noFirewall as never, log: silentLog });
     try {
       await svc.createNetwork({ id: 'n1'.padEnd(64, '0'), ipv4: [{ subnet: '10.93.0.0/24', gateway: '10.93.0.1/24' }], ipv6: [], internal: false, enableIPv6: false, rawOptions: {} });
       const before = links(ns);
@@ -70,7 +69,7 @@ describe.skipIf(!isRoot)('faults mid-operation', () => {
 
   it('a name taken behind our back mid-operation: EEXIST named, the network half is undone', async () => {
     const store = new SqliteStore(join(dir, 'tsnet.db'));
-    const svc = new NetworkService(store, { host, firewall: firewall as never, log: silent });
+    const svc = new NetworkService(store, { host, firewall: noFirewall as never, log: silentLog });
     try {
       await svc.createNetwork({ id: 'n2'.padEnd(64, '0'), ipv4: [{ subnet: '10.92.0.0/24', gateway: '10.92.0.1/24' }], ipv6: [], internal: false, enableIPv6: false, rawOptions: {} });
       // Someone else creates the container-side name the endpoint is about to use.

@@ -26,8 +26,8 @@ import { RecordBook } from '../../dns/records.js';
 import { Forwarder } from '../../dns/forward.js';
 import { makeNs, removeNs, type TestNs } from '../helpers/netns.js';
 import { isRoot, run } from '../helpers/sys.js';
+import { noFirewall, silentLog } from '../helpers/fakes.js';
 
-const silent = { debug() {}, info() {}, warn() {}, error() {} };
 /** Messages that betray a bug rather than report bad input. */
 const BUG = /Cannot read propert|is not a function|is not iterable|Maximum call stack|undefined \(reading/;
 const TIME = { interruptAfterTimeLimit: 25_000, numRuns: 1500 };
@@ -91,8 +91,7 @@ describe.skipIf(!isRoot)('fuzzing the ways in', () => {
     store = new SqliteStore(join(dir, 'tsnet.db'));
     ipam = new Ipam(store);
     // The firewall is not under test here (and must not touch the host's iptables).
-    const firewall = { name: 'none', apply: async () => undefined, drift: async () => [], removeAll: async () => undefined };
-    networks = new NetworkService(store, { host, firewall: firewall as never, log: silent, owner: 'tsnet:fuzz00000000' });
+    networks = new NetworkService(store, { host, firewall: noFirewall as never, log: silentLog, owner: 'tsnet:fuzz00000000' });
     app = buildPluginApp({ name: 'tsbridge', implements: ['NetworkDriver', 'IpamDriver'] }, { pluginDir: '/nonexistent', logLevel: 'silent', networks, ipam });
   });
 
@@ -143,7 +142,7 @@ describe.skipIf(!isRoot)('fuzzing the ways in', () => {
 
   it('CNI: any stdin and environment gives exit 0, or 1 with a CNI error (numeric code, message)', async () => {
     const conf = { cniVersion: '1.1.0', name: 'fz', type: 'tsbridge', bridge: 'tsntfz0', isGateway: true, ipMasq: true, ipam: { type: 'tsipam', subnet: '10.95.0.0/24' } };
-    const rt = { networks, ipam, host, stateDir: dir, dnsDomain: 'tsnet.internal', log: silent };
+    const rt = { networks, ipam, host, stateDir: dir, dnsDomain: 'tsnet.internal', log: silentLog };
     await fc.assert(
       fc.asyncProperty(
         fc.record({
