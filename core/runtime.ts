@@ -115,7 +115,10 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
     inventory: () => readInventory(store),
     dnsStats: () => {
       const f = dnsRef?.forwarder;
-      return { cacheHits: f?.cacheHits ?? 0, cacheMisses: f?.cacheMisses ?? 0, upstreamFailures: f?.upstreamFailures ?? 0, cacheSize: f?.cache.size ?? 0 };
+      return {
+        cacheHits: f?.cacheHits ?? 0, cacheMisses: f?.cacheMisses ?? 0, upstreamFailures: f?.upstreamFailures ?? 0, cacheSize: f?.cache.size ?? 0,
+        tableAnswers: dnsRef?.server.stats.fromTable ?? 0,
+      };
     },
     repairs: () => reconcilerRef?.counts ?? new Map(),
     links: () => host.linkList(),

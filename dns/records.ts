@@ -52,8 +52,12 @@ interface NetworkBook {
   byReverse: Map<string, string>;
 }
 
+/** Told which owner names (plain names and reverse names, normalized) of a network changed. */
+export type RecordsChanged = (networkId: string, owners: string[]) => void;
+
 export class RecordBook {
   private readonly nets = new Map<string, NetworkBook>();
+  private readonly watchers = new Set<RecordsChanged>();
 
   /** @param domain served under this suffix too (and handed to containers as search domain). */
   constructor(readonly domain = 'tsnet.internal') {}
@@ -67,8 +71,32 @@ export class RecordBook {
     return b;
   }
 
+  /** Calls fn after every change, with the owner names whose answers may differ now. */
+  watch(fn: RecordsChanged): () => void {
+    this.watchers.add(fn);
+    return () => this.watchers.delete(fn);
+  }
+
+  private changed(networkId: string, ...recs: Array<EndpointNames | undefined>): void {
+    if (this.watchers.size === 0) return;
+    const owners = new Set<string>();
+    for (const r of recs) {
+      if (!r) continue;
+      for (const n of r.names) owners.add(n);
+      for (const ip of [r.ipv4, r.ipv6]) if (ip) owners.add(reverseName(ip));
+    }
+    if (owners.size === 0) return;
+    for (const fn of this.watchers) fn(networkId, [...owners]);
+  }
+
+  /** Every owner name of a network: its endpoints' names and the reverse names of their addresses. */
+  owners(networkId: string): string[] {
+    const b = this.nets.get(networkId);
+    return b ? [...b.byName.keys(), ...b.byReverse.keys()] : [];
+  }
+
   setEndpoint(networkId: string, key: string, rec: EndpointNames): void {
-    this.removeEndpoint(networkId, key);
+    const old = this.detach(networkId, key);
     const b = this.book(networkId);
     const clean: EndpointNames = { ...rec, names: [...new Set(rec.names.map(normalize).filter(Boolean))] };
     b.endpoints.set(key, clean);
@@ -77,12 +105,18 @@ export class RecordBook {
       b.byName.get(n)!.add(key);
     }
     for (const ip of [clean.ipv4, clean.ipv6]) if (ip) b.byReverse.set(reverseName(ip), key);
+    this.changed(networkId, old, clean);
   }
 
   removeEndpoint(networkId: string, key: string): void {
+    this.changed(networkId, this.detach(networkId, key));
+  }
+
+  /** Takes an endpoint out of the indexes; returns what it was. */
+  private detach(networkId: string, key: string): EndpointNames | undefined {
     const b = this.nets.get(networkId);
     const old = b?.endpoints.get(key);
-    if (!b || !old) return;
+    if (!b || !old) return undefined;
     b.endpoints.delete(key);
     for (const n of old.names) {
       const set = b.byName.get(n);
@@ -90,10 +124,13 @@ export class RecordBook {
       if (set?.size === 0) b.byName.delete(n);
     }
     for (const ip of [old.ipv4, old.ipv6]) if (ip && b.byReverse.get(reverseName(ip)) === key) b.byReverse.delete(reverseName(ip));
+    return old;
   }
 
   removeNetwork(networkId: string): void {
+    const owners = this.owners(networkId);
     this.nets.delete(networkId);
+    if (owners.length) for (const fn of this.watchers) fn(networkId, owners);
   }
 
   endpointCount(networkId: string): number {

@@ -2,15 +2,19 @@
 // It answers names of the querying client's own network, forwards everything else upstream
 // (except on internal networks), and refuses clients that are not on the network, so it is never
 // an open resolver.
+//
+// UDP goes through a native responder (kernel/udp-responder.ts): the answers for local names are
+// kept in its table, refreshed whenever the record book changes, and a native thread answers them
+// in batches. Every other datagram (foreign names, refusals, errors, TC) comes here, to answer().
 
-import { createSocket, type Socket } from 'node:dgram';
 import { createServer, type Server, type Socket as TcpSocket } from 'node:net';
 import { ipToBig, parseSubnet, type Subnet } from '../ipam/subnet.js';
 import { containsIp } from '../ipam/subnet.js';
-import { normalize, type RecordBook } from './records.js';
+import { UdpResponder, type ClientPrefix } from '../kernel/udp-responder.js';
+import { normalize, type Lookup, type RecordBook } from './records.js';
 import type { Forwarder } from './forward.js';
 import { frame } from './forward.js';
-import { RCODE, decode, dnsPacket, type Decoded, type Rcode, type Rr } from './wire.js';
+import { RCODE, decode, dnsPacket, ownerlessRecord, questionKey, type Decoded, type Rcode, type Rr } from './wire.js';
 
 export interface DnsNetwork {
   id: string;
@@ -36,7 +40,10 @@ export type DnsOutcome = 'local' | 'forwarded' | 'refused' | 'dropped' | 'error'
 
 export interface DnsStats {
   queries: number;
+  /** Local names answered, by JS and by the native responder's table. */
   local: number;
+  /** Of those, answered by the native responder's table (no observe() call, no latency sample). */
+  fromTable: number;
   forwarded: number;
   refused: number;
   dropped: number;
@@ -47,17 +54,41 @@ const OUR_UDP_SIZE = 1232; // the DNS flag day 2020 recommendation
 interface Listening {
   net: DnsNetwork;
   subnets: Subnet[];
-  udp: Socket[];
+  udp: UdpResponder[];
   tcp: Server[];
   conns: Set<TcpSocket>;
   allowed: Map<string, boolean>;
 }
 
+/** A subnet as the native responder's client prefix. */
+function clientPrefix(cidr: string): ClientPrefix {
+  const [ip, bits] = cidr.split('/') as [string, string];
+  const { family, value } = ipToBig(ip);
+  const size = family === 4 ? 4 : 16;
+  const address = Buffer.alloc(size);
+  for (let i = size - 1, v = value; i >= 0; i--, v >>= 8n) address[i] = Number(v & 0xffn);
+  return { address, bits: Number(bits) };
+}
+
 export class DnsServer {
   private readonly nets = new Map<string, Listening>();
-  readonly stats: DnsStats = { queries: 0, local: 0, forwarded: 0, refused: 0, dropped: 0 };
+  private readonly counts = { queries: 0, local: 0, forwarded: 0, refused: 0, dropped: 0 };
+  /** Table answers of responders already closed, so the totals never go back. */
+  private retiredTableAnswers = 0;
+  private readonly unwatch: () => void;
 
-  constructor(private readonly opts: DnsServerOptions) {}
+  constructor(private readonly opts: DnsServerOptions) {
+    this.unwatch = opts.records.watch((networkId, owners) => {
+      const l = this.nets.get(networkId);
+      if (l) this.fillTable(l, owners);
+    });
+  }
+
+  get stats(): DnsStats {
+    let fromTable = this.retiredTableAnswers;
+    for (const l of this.nets.values()) for (const u of l.udp) fromTable += u.stats().answered;
+    return { ...this.counts, queries: this.counts.queries + fromTable, local: this.counts.local + fromTable, fromTable };
+  }
 
   private get ttl(): number {
     return this.opts.ttl ?? 10;
@@ -71,7 +102,7 @@ export class DnsServer {
     const port = this.opts.port ?? 53;
     for (const addr of net.listen) {
       try {
-        l.udp.push(await this.bindUdp(l, addr, port));
+        await this.bindUdp(l, addr, port);
         l.tcp.push(await this.bindTcp(l, addr, port));
       } catch (e) {
         this.opts.log?.('warn', 'DNS listener could not bind', { network: net.id, address: addr, err: (e as Error).message });
@@ -83,30 +114,59 @@ export class DnsServer {
     const l = this.nets.get(id);
     if (!l) return;
     this.nets.delete(id);
-    for (const s of l.udp) s.close();
+    for (const u of l.udp) {
+      this.retiredTableAnswers += u.stats().answered;
+      u.close();
+    }
     for (const c of l.conns) c.destroy();
     await Promise.all(l.tcp.map((t) => new Promise((r) => t.close(r))));
   }
 
   async close(): Promise<void> {
     for (const id of [...this.nets.keys()]) await this.removeNetwork(id);
+    this.unwatch();
   }
 
-  private bindUdp(l: Listening, addr: string, port: number): Promise<Socket> {
-    return new Promise((resolve, reject) => {
-      const s = createSocket({ type: addr.includes(':') ? 'udp6' : 'udp4', ipv6Only: addr.includes(':') });
-      s.once('error', reject);
-      s.bind({ address: addr, port, exclusive: true }, () => {
-        s.off('error', reject);
-        s.on('error', () => undefined);
-        s.on('message', (msg, rinfo) => {
-          void this.answer(l, msg, rinfo.address, 'udp').then((out) => {
-            if (out) s.send(out, rinfo.port, rinfo.address);
-          });
-        });
-        resolve(s);
+  private async bindUdp(l: Listening, addr: string, port: number): Promise<UdpResponder> {
+    const u: UdpResponder = new UdpResponder(addr, port, (msg, address, from) => {
+      void this.answer(l, msg, address, 'udp').then((out) => {
+        if (out) u.send(out, address, from);
       });
     });
+    u.setClients(l.net.subnets.map(clientPrefix));
+    l.udp.push(u);
+    this.fillTable(l, this.opts.records.owners(l.net.id));
+    return u;
+  }
+
+  /**
+   * Puts the current answers for these owner names into the network's native tables (or takes
+   * them out): A and AAAA for a name, bare and under the domain, and PTR for a reverse name.
+   * Derived from the same lookup() and records as answer(), so both paths say the same thing.
+   */
+  private fillTable(l: Listening, owners: string[]): void {
+    if (l.udp.length === 0) return;
+    const domain = this.opts.records.domain;
+    for (const owner of owners) {
+      const reverse = owner.endsWith('.in-addr.arpa') || owner.endsWith('.ip6.arpa');
+      for (const name of reverse ? [owner] : [owner, `${owner}.${domain}`]) {
+        for (const type of reverse ? (['PTR'] as const) : (['A', 'AAAA'] as const)) {
+          const key = questionKey(name, type);
+          if (!key) continue;
+          const rrs = this.localAnswers(this.opts.records.lookup(l.net.id, name, type), name) ?? [];
+          const wire = rrs.map(ownerlessRecord);
+          const records = wire.every((w): w is Buffer => w !== undefined) ? wire : [];
+          for (const u of l.udp) u.setAnswer(key, records);
+        }
+      }
+    }
+  }
+
+  /** The answer records for a local lookup that has some; undefined otherwise. */
+  private localAnswers(found: Lookup, qname: string): Rr[] | undefined {
+    if (found.kind === 'answer') return found.addresses.map((a) => ({ type: a.includes(':') ? 'AAAA' : 'A', name: qname, ttl: this.ttl, data: a }) as Rr);
+    if (found.kind === 'ptr') return found.names.map((n) => ({ type: 'PTR', name: qname, ttl: this.ttl, data: `${normalize(n)}.${this.opts.records.domain}` }) as Rr);
+    return undefined;
   }
 
   private bindTcp(l: Listening, addr: string, port: number): Promise<Server> {
@@ -176,12 +236,12 @@ export class DnsServer {
 
   /** Counts how a query was answered, in the totals and for this query's observer. */
   private tally(seen: { outcome: DnsOutcome } | undefined, outcome: Exclude<DnsOutcome, 'error'>): void {
-    this.stats[outcome]++;
+    this.counts[outcome]++;
     if (seen) seen.outcome = outcome;
   }
 
   private async respond(l: Listening, msg: Buffer, client: string, transport: 'udp' | 'tcp', seen?: { outcome: DnsOutcome }): Promise<Buffer | undefined> {
-    this.stats.queries++;
+    this.counts.queries++;
     let q: Decoded;
     try {
       q = decode(msg);
@@ -222,11 +282,9 @@ export class DnsServer {
     const found = this.opts.records.lookup(l.net.id, question.name, question.type);
     switch (found.kind) {
       case 'answer':
-        this.tally(seen, 'local');
-        return reply('NOERROR', found.addresses.map((a) => ({ type: a.includes(':') ? 'AAAA' : 'A', name: question.name, ttl: this.ttl, data: a }) as Rr), [], true);
       case 'ptr':
         this.tally(seen, 'local');
-        return reply('NOERROR', found.names.map((n) => ({ type: 'PTR', name: question.name, ttl: this.ttl, data: `${normalize(n)}.${domain}` }) as Rr), [], true);
+        return reply('NOERROR', this.localAnswers(found, question.name), [], true);
       case 'nodata':
         this.tally(seen, 'local');
         return reply('NOERROR', [], [soa], true);

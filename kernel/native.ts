@@ -15,7 +15,18 @@ export interface NativeNetlinkWatch {
   close(): void;
 }
 
+/** A UDP socket answered from a table by a native thread (native/src/udp_responder.h). */
+export interface NativeUdpResponder {
+  send(buf: Buffer, address: string, port: number): void;
+  setAnswer(key: Buffer, records: Buffer[]): void;
+  setClients(prefixes: Array<{ address: Buffer; bits: number }>): void;
+  stats(): { answered: number; handedOver: number; dropped: number };
+  localPort(): number | null;
+  close(): void;
+}
+
 export interface NativeBinding {
+  UdpResponder: new (address: string, port: number, onQuery: (msg: Buffer, address: string, port: number) => void) => NativeUdpResponder;
   NetlinkWatch: new (nsPath: string | null, groups: number, onData: (buf: Buffer | null) => void) => NativeNetlinkWatch;
   openNetlink(nsPath: string | null): Promise<{ fd: number; portId: number }>;
   transact(fd: number, portId: number, seq: number, request: Buffer): Promise<Buffer>;

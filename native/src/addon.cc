@@ -15,6 +15,7 @@
 
 #include "netlink_socket.h"
 #include "netlink_watch.h"
+#include "udp_responder.h"
 #include "netns.h"
 
 namespace {
@@ -179,6 +180,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("netnsDelete", Napi::Function::New(env, NetnsDelete));
   exports.Set("socketIn", Napi::Function::New(env, SocketIn));
   exports.Set("NetlinkWatch", tsnet::NetlinkWatch::Define(env));
+  exports.Set("UdpResponder", tsnet::UdpResponder::Define(env));
   return exports;
 }
 

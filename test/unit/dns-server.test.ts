@@ -200,6 +200,75 @@ describe('resolver protocol', () => {
   });
 });
 
+describe('native responder table (UDP answers for local names)', () => {
+  let server: DnsServer;
+  let records: RecordBook;
+  let forwarder: Forwarder;
+  let upstream: Awaited<ReturnType<typeof fakeUpstream>>;
+  let p: number;
+
+  beforeEach(async () => {
+    upstream = await fakeUpstream();
+    records = new RecordBook('tsnet.internal');
+    records.setEndpoint('n1', 'e1', { names: ['web', 'alias'], ipv4: '10.0.0.2', ipv6: 'fd00::2' });
+    forwarder = new Forwarder({ servers: ['127.0.0.1'], port: upstream.port, timeoutMs: 300 });
+    p = port();
+    server = new DnsServer({ records, forwarder, port: p });
+    await server.addNetwork({ id: 'n1', listen: ['127.0.0.1'], subnets: ['127.0.0.0/8'], internal: false });
+  });
+  afterEach(async () => {
+    await server.close();
+    forwarder.close();
+    upstream.sock.close();
+  });
+
+  it('answers names restored before the listener from the table, the same as the JS path would', async () => {
+    const l = server.listening('n1')!;
+    for (const [name, type] of [['web', 'A'], ['ALIAS.tsnet.internal.', 'AAAA'], ['2.0.0.10.in-addr.arpa', 'PTR']] as const) {
+      const before = server.stats.fromTable;
+      const msg = q(name, type, { id: 31, edns: 1400 });
+      const fromTable = (await udpQuery(p, msg))!;
+      expect(server.stats.fromTable).toBe(before + 1);
+      const fromJs = decode((await server.answer(l, msg, '127.0.0.1', 'udp'))!);
+      expect(fromTable).toEqual(fromJs);
+    }
+  });
+
+  it('follows the record book at once: a new name is answered, a removed one is not', async () => {
+    records.setEndpoint('n1', 'e2', { names: ['db'], ipv4: '10.0.0.3' });
+    expect((await udpQuery(p, q('db')))!.answers!.map((a) => a.data)).toEqual(['10.0.0.3']);
+    records.setEndpoint('n1', 'e3', { names: ['db'], ipv4: '10.0.0.4' });
+    expect((await udpQuery(p, q('db')))!.answers!.map((a) => a.data).sort()).toEqual(['10.0.0.3', '10.0.0.4']);
+    records.removeEndpoint('n1', 'e2');
+    records.removeEndpoint('n1', 'e3');
+    const gone = (await udpQuery(p, q('db.tsnet.internal')))!;
+    expect(gone.rcode).toBe('NXDOMAIN'); // from the JS path: the table no longer holds it
+    // Bare, it is no longer ours: forwarded, and the upstream's answer comes back.
+    expect((await udpQuery(p, q('db')))!.answers!.map((a) => a.data)).toEqual(['203.0.113.7']);
+    const fromTable = server.stats.fromTable;
+    records.removeNetwork('n1');
+    expect((await udpQuery(p, q('web')))!.answers!.map((a) => a.data)).toEqual(['203.0.113.7']);
+    expect(server.stats.fromTable).toBe(fromTable);
+  });
+
+  it('round-robin over a shared name, and never answers a client outside the network from the table', async () => {
+    for (let i = 0; i < 6; i++) records.setEndpoint('n1', `rr${i}`, { names: ['pool'], ipv4: `10.0.3.${i + 1}` });
+    const firsts = new Set<string>();
+    for (let i = 0; i < 12; i++) firsts.add(String((await udpQuery(p, q('pool')))!.answers![0]!.data));
+    expect(firsts.size).toBeGreaterThan(1);
+    const p2 = port();
+    const s2 = new DnsServer({ records, forwarder, port: p2 });
+    await s2.addNetwork({ id: 'n1', listen: ['127.0.0.1'], subnets: ['10.99.0.0/16'], internal: false });
+    try {
+      expect((await udpQuery(p2, q('web')))!.rcode).toBe('REFUSED');
+      expect(s2.stats.fromTable).toBe(0);
+      expect(s2.stats.refused).toBe(1);
+    } finally {
+      await s2.close();
+    }
+  });
+});
+
 describe('resolver under a flood for a name whose upstream never answers', () => {
   it('keeps answering other queries, with queries in flight and memory bounded', async () => {
     const upstream = await fakeUpstream('silent');
