@@ -85,7 +85,9 @@ export function buildPluginApp(sock: PluginSocket, opts: CnmServerOptions): Fast
     const t0 = performance.now();
     try {
       const out = await handler(body);
-      opts.observer?.call('cnm', req.url, (performance.now() - t0) / 1000);
+      const ms = performance.now() - t0;
+      opts.observer?.call('cnm', req.url, ms / 1000);
+      req.log.debug({ call: req.url, ms: Math.round(ms * 100) / 100 }, 'call answered');
       return out;
     } catch (e) {
       const code = netCodeOf(e);

@@ -195,7 +195,8 @@ export class NetlinkHandle implements AsyncDisposable {
     try {
       fds.prepare([spec.netns?.path, spec.kind === 'veth' ? spec.peer.netns?.path : undefined]);
       const attrs = linkCreateAttrs(spec, fds.fd, parentIndex);
-      const msgs = await this.exchange(RTM.NEWLINK, NLM_F.CREATE | NLM_F.EXCL | NLM_F.ECHO, ifinfomsg(), attrs, `link ${JSON.stringify(spec.name)}`);
+      const header = spec.up ? ifinfomsg({ flags: IFF.UP, change: IFF.UP }) : ifinfomsg();
+      const msgs = await this.exchange(RTM.NEWLINK, NLM_F.CREATE | NLM_F.EXCL | NLM_F.ECHO, header, attrs, `link ${JSON.stringify(spec.name)}`);
       const echoed = msgs.find((m) => m.type === RTM.NEWLINK);
       return echoed ? parseLink(echoed.payload) : undefined;
     } finally {

@@ -16,6 +16,13 @@ interface LinkCommon {
   mac?: string;
   /** Create the link directly inside this namespace instead of the handle's. */
   netns?: NetnsRef;
+  /**
+   * Enslave it at creation (a bridge port from its first instant), by index in the namespace the
+   * link is made in: one request instead of a create and a set.
+   */
+  master?: { readonly index: number };
+  /** Bring it up at creation. */
+  up?: boolean;
 }
 
 export type LinkSpec =
@@ -96,6 +103,11 @@ export interface LinkChange {
   /** Enslave to this master; null releases it (nomaster). */
   master?: LinkId | null;
   netns?: NetnsRef;
+  /**
+   * Port flags of a link that is already a bridge port, in the same request as the rest (as
+   * `ip link set … type bridge_slave` sends them); bridgePortSet sends them alone.
+   */
+  bridgePort?: BridgePortFlags;
 }
 
 export type AddressFamily = 4 | 6;

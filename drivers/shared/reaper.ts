@@ -1,7 +1,7 @@
 // Deferred, batched link deletion. Deleting a veth costs the kernel RCU grace periods (~20 ms
 // here) under the RTNL lock, which every other link operation then waits for. Retiring a link
-// takes it down and out of its bridge at once (the bridge forgets its MACs, so an address reused
-// right away cannot be misdelivered) and puts it in the reap link group; the
+// takes it out of its bridge at once (the bridge forgets its MACs, so an address reused right
+// away cannot be misdelivered) and puts it in the reap link group; the
 // background pass deletes the whole group with one RTM_DELLINK, and the kernel unregisters the
 // batch paying the grace periods once. A network's deletion waits for the pass first. If the
 // daemon dies meanwhile, the link still carries this store's mark and the reconciler removes it
@@ -25,12 +25,13 @@ export class LinkReaper {
 
   constructor(private readonly log: Logger) {}
 
-  /** Takes the link down now and deletes it later; false when there is no such link. */
+  /** Takes the link out of its bridge now and deletes it later; false when there is no such link. */
   async retire(h: NetlinkHandle, name: string): Promise<boolean> {
     try {
-      // Released from its bridge too: a retired port would otherwise hold one of the bridge's
-      // 1023 port numbers until the pass.
-      await h.linkSet({ name }, { up: false, group: REAP_GROUP, master: null });
+      // Out of the bridge: a retired port would otherwise hold one of the bridge's 1023 port
+      // numbers until the pass, and keep its MACs. Not set down: that alone cost 0.56 ms of the
+      // 0.89 (a grace period in dev_close), and a link in no bridge with no address carries nothing.
+      await h.linkSet({ name }, { group: REAP_GROUP, master: null });
     } catch (e) {
       if (isNotFound(e)) return false;
       throw e;

@@ -34,28 +34,37 @@ export async function attachVeth(ctx: DriverContext, where: BridgeRef, mtu: numb
   const side = typeof where === 'string' ? ctx.host : where.in;
   const mac = ep.mac || (ep.address4 ? macFromIpv4(ep.address4) : undefined);
   const containerIf = ep.sandbox?.ifName ?? names.container;
+  // The bridge end is made a port of the bridge and up in its create request: one round trip
+  // instead of three (create, look up the bridge, set master and up).
+  const bridgeIndex = (await side.linkGet({ name: bridge })).index;
   const create = () => ctx.host.linkAdd({
     kind: 'veth', name: names.host, ...(mtu ? { mtu } : {}), ...(typeof where === 'string' ? {} : { netns: where.netns }),
+    master: { index: bridgeIndex }, up: true,
     // The host end's MAC is never addressed; it carries the store's mark from the first instant.
     ...(ctx.ownedMac ? { mac: ctx.ownedMac() } : {}),
     peer: { name: containerIf, ...(mac ? { mac } : {}), ...(mtu ? { mtu } : {}), ...(ep.sandbox ? { netns: ep.sandbox.netns } : {}) },
   });
+  let made;
   try {
-    await create();
+    made = await create();
   } catch (e) {
     // The same endpoint detached a moment ago (a CNI DEL then ADD) may still await its batched
     // deletion under this name: let the reaper finish, then try once more.
     if (!ctx.reaper || !isKernelError(e, 'EEXIST')) throw e;
     await ctx.reaper.drain();
-    await create();
+    made = await create();
   }
   tx.onUndo(`delete veth ${names.host}`, () => side.linkDelIfExists({ name: names.host }));
-  // The container end gets its addresses at once; DAD would delay them by seconds.
-  await sysctlSet(ep.sandbox?.netns ?? ctx.host.netns, ifaceSysctl('ipv6', containerIf, 'accept_dad'), '0').catch(() => undefined);
-  await side.linkSet({ name: names.host }, { master: { name: bridge }, up: true, ...(ctx.owner ? { alias: ctx.owner } : {}) });
+  const hostEnd = made && typeof where === 'string' ? { index: made.index } : { name: names.host };
   // Hairpin lets a container reach its own published port through the host address (tsbridge;
   // an overlay's gateway is a port of its own, so its frames never need to turn back).
-  if (typeof where === 'string') await side.bridgePortSet({ name: names.host }, { hairpin: true });
+  const hairpin = typeof where === 'string' ? { bridgePort: { hairpin: true } } : {};
+  const mark = ctx.owner ? { alias: ctx.owner } : {};
+  await Promise.all([
+    // The container end gets its addresses at once; DAD would delay them by seconds.
+    sysctlSet(ep.sandbox?.netns ?? ctx.host.netns, ifaceSysctl('ipv6', containerIf, 'accept_dad'), '0').catch(() => undefined),
+    ctx.owner || typeof where === 'string' ? side.linkSet(hostEnd, { ...mark, ...hairpin }) : undefined,
+  ]);
   return { hostIf: names.host, containerIf, ...(mac ? { mac } : {}), ...(ep.sandbox ? { inSandbox: true } : {}) };
 }
 

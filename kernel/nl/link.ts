@@ -29,6 +29,7 @@ export function linkCreateAttrs(spec: LinkSpec, nsFd: (path: string) => number, 
   if (spec.mtu !== undefined) attrs.push(attr.u32(IFLA.MTU, spec.mtu));
   if (spec.mac !== undefined) attrs.push(attr.raw(IFLA.ADDRESS, macToBytes(spec.mac)));
   if (spec.netns) attrs.push(attr.u32(IFLA.NET_NS_FD, nsFd(spec.netns.path)));
+  if (spec.master) attrs.push(attr.u32(IFLA.MASTER, spec.master.index));
   const info: Attr[] = [attr.str(IFLA_INFO.KIND, spec.kind)];
   switch (spec.kind) {
     case 'bridge':
@@ -82,16 +83,25 @@ export function linkChangeAttrs(change: LinkChange, nsFd: (path: string) => numb
   if (change.group !== undefined) attrs.push(attr.u32(IFLA.GROUP, change.group));
   if (masterIndex !== undefined) attrs.push(attr.u32(IFLA.MASTER, masterIndex ?? 0));
   if (change.netns) attrs.push(attr.u32(IFLA.NET_NS_FD, nsFd(change.netns.path)));
+  if (change.bridgePort) {
+    // The master's kind names the slave data; the kernel hands it to the bridge's slave_changelink.
+    attrs.push(attr.nest(IFLA.LINKINFO, [attr.str(IFLA_INFO.SLAVE_KIND, 'bridge'), attr.nest(IFLA_INFO.SLAVE_DATA, brportAttrs(change.bridgePort))]));
+  }
   return attrs;
 }
 
 export function bridgePortAttrs(flags: BridgePortFlags): Attr[] {
+  return [attr.nest(IFLA.PROTINFO, brportAttrs(flags))];
+}
+
+/** IFLA_BRPORT_* attributes: inside IFLA_PROTINFO (AF_BRIDGE) or IFLA_INFO_SLAVE_DATA alike. */
+function brportAttrs(flags: BridgePortFlags): Attr[] {
   const inner: Attr[] = [];
   if (flags.hairpin !== undefined) inner.push(attr.u8(IFLA_BRPORT.MODE, flags.hairpin ? 1 : 0));
   if (flags.isolated !== undefined) inner.push(attr.u8(IFLA_BRPORT.ISOLATED, flags.isolated ? 1 : 0));
   if (flags.learning !== undefined) inner.push(attr.u8(IFLA_BRPORT.LEARNING, flags.learning ? 1 : 0));
   if (flags.unicastFlood !== undefined) inner.push(attr.u8(IFLA_BRPORT.UNICAST_FLOOD, flags.unicastFlood ? 1 : 0));
-  return [attr.nest(IFLA.PROTINFO, inner)];
+  return inner;
 }
 
 const MACVLAN_MODE_NAMES = new Map<number, MacvlanMode>(

@@ -50,6 +50,23 @@ describe.skipIf(!isRoot)('netlink handle (root, throwaway namespaces)', () => {
     expect(st.txBytes).toBeGreaterThan(0n);
   });
 
+  it('a veth made as a bridge port and up in its create request; port flags and alias in one set', async () => {
+    await nl.linkAdd({ kind: 'bridge', name: 'br-c' });
+    const br = await nl.linkGet({ name: 'br-c' });
+    const made = await nl.linkAdd({ kind: 'veth', name: 'q0', master: { index: br.index }, up: true, peer: { name: 'q1' } });
+    expect(link('q0').master).toBe('br-c');
+    expect(link('q0').flags).toContain('UP');
+    expect(link('q1').flags).not.toContain('UP');
+    await nl.linkSet({ index: made!.index }, { alias: 'tsnet:test', bridgePort: { hairpin: true, learning: false } });
+    expect(link('q0').linkinfo.info_slave_data).toMatchObject({ hairpin: true, learning: false });
+    expect(link('q0').ifalias).toBe('tsnet:test');
+    // Port flags on a link that is no bridge port: the kernel refuses, nothing half-done.
+    await expect(nl.linkSet({ name: 'q1' }, { alias: 'x', bridgePort: { hairpin: true } })).rejects.toMatchObject({ code: 'ENOTSUP' }); // EOPNOTSUPP, the same number
+    expect(link('q1').ifalias).toBeUndefined();
+    await nl.linkDel({ name: 'q0' });
+    await nl.linkDel({ name: 'br-c' });
+  });
+
   it('bridge: create, enslave, release, port flags, up/down, MTU, MAC, rename, delete', async () => {
     await nl.linkAdd({ kind: 'bridge', name: 'br-t' });
     await nl.linkAdd({ kind: 'veth', name: 'p0', peer: { name: 'p1' } });
