@@ -2,8 +2,6 @@
 
 #include <errno.h>
 #include <linux/netlink.h>
-#include <poll.h>
-#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -66,20 +64,14 @@ NetlinkWatch::NetlinkWatch(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Ne
     return SysError{};
   });
   if (err.err != 0) throw SysErr(env, err);
-  stopFd_ = eventfd(0, EFD_CLOEXEC);
-  if (stopFd_ < 0) {
-    SysError e{errno, "eventfd"};
-    close(fd);
-    throw SysErr(env, e);
-  }
-  fd_ = fd;
-  tsfn_ = Napi::ThreadSafeFunction::New(env, info[2].As<Napi::Function>(), "tsnet:netlink.watch", 0, 1);
+  if (int e = reader_.Open(fd); e != 0) throw SysErr(env, SysError{e, "eventfd"});
+  auto tsfn = Napi::ThreadSafeFunction::New(env, info[2].As<Napi::Function>(), "tsnet:netlink.watch", 0, 1);
   // A watch never keeps the process alive on its own; the daemon's servers do.
-  tsfn_.Unref(env);
-  reader_ = std::thread([this]() { Loop(); });
+  tsfn.Unref(env);
+  reader_.Start(tsfn, [this]() { Loop(); });
 }
 
-NetlinkWatch::~NetlinkWatch() { Stop(); }
+NetlinkWatch::~NetlinkWatch() { reader_.Stop(); }
 
 void NetlinkWatch::Loop() {
   std::vector<uint8_t> buf(256 * 1024);
@@ -90,26 +82,20 @@ void NetlinkWatch::Loop() {
     }
     delete c;
   };
-  for (;;) {
-    pollfd fds[2] = {{fd_, POLLIN, 0}, {stopFd_, POLLIN, 0}};
-    int r = poll(fds, 2, -1);
-    if (r < 0) {
-      if (errno == EINTR) continue;
-      return;
-    }
-    if (fds[1].revents != 0) return;
+  Napi::ThreadSafeFunction& tsfn = reader_.tsfn();
+  while (reader_.WaitReadable()) {
     for (;;) {
-      ssize_t n = recv(fd_, buf.data(), buf.size(), MSG_DONTWAIT);
+      ssize_t n = recv(reader_.fd(), buf.data(), buf.size(), MSG_DONTWAIT);
       if (n < 0) {
         if (errno == EINTR) continue;
         if (errno == ENOBUFS) {
-          if (tsfn_.BlockingCall(new Chunk{{}, true}, deliver) != napi_ok) return;
+          if (tsfn.BlockingCall(new Chunk{{}, true}, deliver) != napi_ok) return;
           continue;
         }
         break;  // EAGAIN: drained
       }
       auto* c = new Chunk{std::vector<uint8_t>(buf.data(), buf.data() + n), false};
-      if (tsfn_.BlockingCall(c, deliver) != napi_ok) {
+      if (tsfn.BlockingCall(c, deliver) != napi_ok) {
         delete c;
         return;
       }
@@ -117,19 +103,8 @@ void NetlinkWatch::Loop() {
   }
 }
 
-void NetlinkWatch::Stop() {
-  if (stopped_.exchange(true)) return;
-  uint64_t one = 1;
-  if (stopFd_ >= 0 && write(stopFd_, &one, sizeof(one)) < 0) { /* the reader also stops on tsfn release */ }
-  if (reader_.joinable()) reader_.join();
-  if (fd_ >= 0) close(fd_);
-  if (stopFd_ >= 0) close(stopFd_);
-  fd_ = stopFd_ = -1;
-  if (tsfn_) tsfn_.Release();
-}
-
 Napi::Value NetlinkWatch::Close(const Napi::CallbackInfo& info) {
-  Stop();
+  reader_.Stop();
   return info.Env().Undefined();
 }
 

@@ -1,12 +1,9 @@
 // A NETLINK_ROUTE socket subscribed to multicast groups (link events and the like) in one
-// namespace, read by a dedicated thread that hands each datagram to JavaScript through a
-// thread-safe function. A dedicated thread, not a pool thread: a watch blocks for as long as it
-// lives, and pinning one of libuv's four pool threads would starve every other async call.
+// namespace, read by its own thread (socket_reader.h) that hands each datagram to JavaScript.
 #pragma once
 #include <napi.h>
 
-#include <atomic>
-#include <thread>
+#include "socket_reader.h"
 
 namespace tsnet {
 
@@ -20,14 +17,9 @@ class NetlinkWatch : public Napi::ObjectWrap<NetlinkWatch> {
 
  private:
   Napi::Value Close(const Napi::CallbackInfo& info);
-  void Stop();
   void Loop();
 
-  int fd_ = -1;
-  int stopFd_ = -1;
-  std::thread reader_;
-  Napi::ThreadSafeFunction tsfn_;
-  std::atomic<bool> stopped_{false};
+  SocketReader reader_;
 };
 
 }  // namespace tsnet

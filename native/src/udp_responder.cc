@@ -2,8 +2,6 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
-#include <poll.h>
-#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -99,18 +97,11 @@ UdpResponder::UdpResponder(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Ud
     close(fd);
     throw Errno(env, err, "bind");
   }
-  stopFd_ = eventfd(0, EFD_CLOEXEC);
-  if (stopFd_ < 0) {
-    int err = errno;
-    close(fd);
-    throw Errno(env, err, "eventfd");
-  }
-  fd_ = fd;
-  tsfn_ = Napi::ThreadSafeFunction::New(env, info[2].As<Napi::Function>(), "tsnet:udp.responder", kQueueToJs, 1);
-  reader_ = std::thread([this]() { Loop(); });
+  if (int err = reader_.Open(fd); err != 0) throw Errno(env, err, "eventfd");
+  reader_.Start(Napi::ThreadSafeFunction::New(env, info[2].As<Napi::Function>(), "tsnet:udp.responder", kQueueToJs, 1), [this]() { Loop(); });
 }
 
-UdpResponder::~UdpResponder() { Stop(); }
+UdpResponder::~UdpResponder() { reader_.Stop(); }
 
 bool UdpResponder::ClientAllowed(const sockaddr_storage& from) const {
   const uint8_t* addr;
@@ -219,14 +210,8 @@ void UdpResponder::Loop() {
     }
     delete q;
   };
-  for (;;) {
-    pollfd fds[2] = {{fd_, POLLIN, 0}, {stopFd_, POLLIN, 0}};
-    int r = poll(fds, 2, -1);
-    if (r < 0) {
-      if (errno == EINTR) continue;
-      return;
-    }
-    if (fds[1].revents != 0) return;
+  const int fd = reader_.fd();
+  while (reader_.WaitReadable()) {
     for (;;) {
       for (size_t i = 0; i < kBatch; i++) {
         inIov[i] = {inBufs.data() + i * kMaxDatagram, kMaxDatagram};
@@ -236,7 +221,7 @@ void UdpResponder::Loop() {
         inMsgs[i].msg_hdr.msg_name = &from[i];
         inMsgs[i].msg_hdr.msg_namelen = sizeof(sockaddr_storage);
       }
-      int got = recvmmsg(fd_, inMsgs, kBatch, MSG_DONTWAIT, nullptr);
+      int got = recvmmsg(fd, inMsgs, kBatch, MSG_DONTWAIT, nullptr);
       if (got < 0) {
         if (errno == EINTR) continue;
         break;  // EAGAIN: drained
@@ -264,7 +249,7 @@ void UdpResponder::Loop() {
         }
       }
       for (size_t sent = 0; sent < replies;) {
-        int s = sendmmsg(fd_, outMsgs + sent, static_cast<unsigned>(replies - sent), 0);
+        int s = sendmmsg(fd, outMsgs + sent, static_cast<unsigned>(replies - sent), 0);
         if (s <= 0) break;  // a reply lost is a query the client retries, as with any UDP loss
         sent += static_cast<size_t>(s);
       }
@@ -284,7 +269,7 @@ void UdpResponder::Loop() {
         }
         const uint8_t* b = static_cast<uint8_t*>(inIov[i].iov_base);
         auto* item = new Query{std::vector<uint8_t>(b, b + inMsgs[i].msg_len), text, port};
-        napi_status st = tsfn_.NonBlockingCall(item, deliver);
+        napi_status st = reader_.tsfn().NonBlockingCall(item, deliver);
         if (st != napi_ok) {
           delete item;
           if (st == napi_queue_full) dropped_++;
@@ -300,7 +285,7 @@ void UdpResponder::Loop() {
 
 Napi::Value UdpResponder::Send(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  if (fd_ < 0) return env.Undefined();
+  if (reader_.fd() < 0) return env.Undefined();
   if (!info[0].IsBuffer() || !info[1].IsString() || !info[2].IsNumber()) throw Napi::TypeError::New(env, "send(buf, address, port)");
   auto buf = info[0].As<Napi::Buffer<uint8_t>>();
   sockaddr_storage to;
@@ -309,7 +294,7 @@ Napi::Value UdpResponder::Send(const Napi::CallbackInfo& info) {
   if (port > 65535 || !ParseAddress(info[1].As<Napi::String>().Utf8Value(), static_cast<uint16_t>(port), &to, &len))
     throw Napi::TypeError::New(env, "not an IP address and port");
   // Best effort, as dgram's send: a full socket buffer loses the reply and the client retries.
-  (void)sendto(fd_, buf.Data(), buf.Length(), MSG_DONTWAIT, reinterpret_cast<sockaddr*>(&to), len);
+  (void)sendto(reader_.fd(), buf.Data(), buf.Length(), MSG_DONTWAIT, reinterpret_cast<sockaddr*>(&to), len);
   return env.Undefined();
 }
 
@@ -363,24 +348,13 @@ Napi::Value UdpResponder::Stats(const Napi::CallbackInfo& info) {
 Napi::Value UdpResponder::LocalPort(const Napi::CallbackInfo& info) {
   sockaddr_storage ss;
   socklen_t len = sizeof(ss);
-  if (fd_ < 0 || getsockname(fd_, reinterpret_cast<sockaddr*>(&ss), &len) != 0) return info.Env().Null();
+  if (reader_.fd() < 0 || getsockname(reader_.fd(), reinterpret_cast<sockaddr*>(&ss), &len) != 0) return info.Env().Null();
   uint16_t port = ss.ss_family == AF_INET ? reinterpret_cast<sockaddr_in&>(ss).sin_port : reinterpret_cast<sockaddr_in6&>(ss).sin6_port;
   return Napi::Number::New(info.Env(), ntohs(port));
 }
 
-void UdpResponder::Stop() {
-  if (stopped_.exchange(true)) return;
-  uint64_t one = 1;
-  if (stopFd_ >= 0 && write(stopFd_, &one, sizeof(one)) < 0) { /* the reader also stops when the tsfn is released */ }
-  if (reader_.joinable()) reader_.join();
-  if (fd_ >= 0) close(fd_);
-  if (stopFd_ >= 0) close(stopFd_);
-  fd_ = stopFd_ = -1;
-  if (tsfn_) tsfn_.Release();
-}
-
 Napi::Value UdpResponder::Close(const Napi::CallbackInfo& info) {
-  Stop();
+  reader_.Stop();
   return info.Env().Undefined();
 }
 

@@ -16,9 +16,10 @@
 #include <atomic>
 #include <mutex>
 #include <string>
-#include <thread>
 #include <unordered_map>
 #include <vector>
+
+#include "socket_reader.h"
 
 namespace tsnet {
 
@@ -42,18 +43,13 @@ class UdpResponder : public Napi::ObjectWrap<UdpResponder> {
   Napi::Value Stats(const Napi::CallbackInfo& info);
   Napi::Value LocalPort(const Napi::CallbackInfo& info);
   Napi::Value Close(const Napi::CallbackInfo& info);
-  void Stop();
   void Loop();
   // Writes the reply to `query` into `out` and returns its length, or 0 when JS must decide.
   size_t Answer(const uint8_t* query, size_t len, const sockaddr_storage& from, uint8_t* out, size_t cap);
   bool ClientAllowed(const sockaddr_storage& from) const;
 
-  int fd_ = -1;
-  int stopFd_ = -1;
   int family_ = AF_INET;
-  std::thread reader_;
-  Napi::ThreadSafeFunction tsfn_;
-  std::atomic<bool> stopped_{false};
+  SocketReader reader_;
 
   std::mutex mu_;  // guards table_ and clients_: written by JS, read by the reader per batch
   std::unordered_map<std::string, std::vector<std::string>> table_;

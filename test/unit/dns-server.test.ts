@@ -73,7 +73,25 @@ const q = (name: string, type = 'A', opts: { id?: number; edns?: number } = {}):
     ...(opts.edns ? { additionals: [{ type: 'OPT', name: '.', udpPayloadSize: opts.edns } as dnsPacket.Answer] } : {}),
   });
 
+/** A resolver on 127.0.0.1 for network n1 (clients: 127.0.0.0/8), forwarding to a fake upstream. */
+async function startResolver(seedFirst?: (records: RecordBook) => void) {
+  const upstream = await fakeUpstream();
+  const records = new RecordBook('tsnet.internal');
+  seedFirst?.(records);
+  const forwarder = new Forwarder({ servers: ['127.0.0.1'], port: upstream.port, timeoutMs: 300, maxInFlight: 64 });
+  const p = port();
+  const server = new DnsServer({ records, forwarder, port: p });
+  await server.addNetwork({ id: 'n1', listen: ['127.0.0.1'], subnets: ['127.0.0.0/8'], internal: false });
+  const stop = async (): Promise<void> => {
+    await server.close();
+    forwarder.close();
+    upstream.sock.close();
+  };
+  return { upstream, records, forwarder, p, server, stop };
+}
+
 describe('resolver protocol', () => {
+  let r: Awaited<ReturnType<typeof startResolver>>;
   let server: DnsServer;
   let records: RecordBook;
   let forwarder: Forwarder;
@@ -81,21 +99,13 @@ describe('resolver protocol', () => {
   let p: number;
 
   beforeEach(async () => {
-    upstream = await fakeUpstream();
-    records = new RecordBook('tsnet.internal');
-    forwarder = new Forwarder({ servers: ['127.0.0.1'], port: upstream.port, timeoutMs: 300, maxInFlight: 64 });
-    p = port();
-    server = new DnsServer({ records, forwarder, port: p });
-    await server.addNetwork({ id: 'n1', listen: ['127.0.0.1'], subnets: ['127.0.0.0/8'], internal: false });
+    r = await startResolver();
+    ({ server, records, forwarder, upstream, p } = r);
     records.setEndpoint('n1', 'e1', { names: ['web'], ipv4: '10.0.0.2' });
     for (let i = 0; i < 100; i++) records.setEndpoint('n1', `m${i}`, { names: ['many'], ipv4: `10.0.1.${i + 1}` });
     for (let i = 0; i < 40; i++) records.setEndpoint('n1', `f${i}`, { names: ['forty'], ipv4: `10.0.2.${i + 1}` });
   });
-  afterEach(async () => {
-    await server.close();
-    forwarder.close();
-    upstream.sock.close();
-  });
+  afterEach(() => r.stop());
 
   it('answers A with the ID preserved and the question echoed, authoritative', async () => {
     const r = (await udpQuery(p, q('WEB.tsnet.internal.', 'A', { id: 777 })))!;
@@ -201,26 +211,18 @@ describe('resolver protocol', () => {
 });
 
 describe('native responder table (UDP answers for local names)', () => {
+  let r: Awaited<ReturnType<typeof startResolver>>;
   let server: DnsServer;
   let records: RecordBook;
   let forwarder: Forwarder;
-  let upstream: Awaited<ReturnType<typeof fakeUpstream>>;
   let p: number;
 
+  // Records first, then the listener: the table starts full, as after a daemon restart.
   beforeEach(async () => {
-    upstream = await fakeUpstream();
-    records = new RecordBook('tsnet.internal');
-    records.setEndpoint('n1', 'e1', { names: ['web', 'alias'], ipv4: '10.0.0.2', ipv6: 'fd00::2' });
-    forwarder = new Forwarder({ servers: ['127.0.0.1'], port: upstream.port, timeoutMs: 300 });
-    p = port();
-    server = new DnsServer({ records, forwarder, port: p });
-    await server.addNetwork({ id: 'n1', listen: ['127.0.0.1'], subnets: ['127.0.0.0/8'], internal: false });
+    r = await startResolver((book) => book.setEndpoint('n1', 'e1', { names: ['web', 'alias'], ipv4: '10.0.0.2', ipv6: 'fd00::2' }));
+    ({ server, records, forwarder, p } = r);
   });
-  afterEach(async () => {
-    await server.close();
-    forwarder.close();
-    upstream.sock.close();
-  });
+  afterEach(() => r.stop());
 
   it('answers names restored before the listener from the table, the same as the JS path would', async () => {
     const l = server.listening('n1')!;
