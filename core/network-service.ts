@@ -5,13 +5,12 @@
 import type { Store } from '../store/store.js';
 import { NetError } from '../kernel/errors.js';
 import { Tx, KeyedMutex } from './tx.js';
-import { sysctlSet } from '../kernel/sysctl.js';
-import type { DriverContext, EndpointSpec, JoinPlan, NetworkSpec } from '../drivers/driver.js';
-import { bridgeDriver, type BridgeEndpointState, type BridgeNetworkState } from '../drivers/bridge/index.js';
+import type { DriverContext, DriverName, EndpointSpec, JoinPlan, NetworkDriver, NetworkSpec } from '../drivers/driver.js';
+import { bridgeDriver, bridgeFirewallView, type BridgeEndpointState, type BridgeNetworkState } from '../drivers/bridge/index.js';
 import { plainDriver, type PlainEndpointState, type PlainNetworkState } from '../drivers/plain/index.js';
 import { macvlanDriver, type MacvlanEndpointState, type MacvlanNetworkState } from '../drivers/macvlan/index.js';
 import { overlayHandle } from '../drivers/overlay/netns.js';
-import { overlayDriver, VXLAN_PORT, type OverlayEndpointState, type OverlayNetworkState } from '../drivers/overlay/index.js';
+import { overlayDriver, overlayFirewallView, VXLAN_PORT, type OverlayEndpointState, type OverlayNetworkState } from '../drivers/overlay/index.js';
 import { PortReserver, type PortBindingRequest, type PublishedPort } from '../drivers/shared/ports.js';
 import { flushConntrack } from '../kernel/firewall/conntrack.js';
 import type { FirewallExtras, FirewallNetwork } from '../kernel/firewall/iptables.js';
@@ -52,10 +51,26 @@ export function bridgeEndpoint(ep: EndpointRecord): BridgeEndpointState {
   return ep.state;
 }
 
-const plainDrivers = { tsnull: plainDriver('tsnull'), tshost: plainDriver('tshost') };
+type NetStateOf<D extends DriverName> = D extends 'tsbridge' ? BridgeNetworkState : D extends 'tsoverlay' ? OverlayNetworkState : D extends 'tsmacvlan' ? MacvlanNetworkState : PlainNetworkState;
+type EndpointStateOf<D extends DriverName> = D extends 'tsbridge' ? BridgeEndpointState : D extends 'tsoverlay' ? OverlayEndpointState : D extends 'tsmacvlan' ? MacvlanEndpointState : PlainEndpointState;
 
-const macvlanStates = (nets: NetworkRecord[]): MacvlanNetworkState[] =>
-  nets.flatMap((n) => (n.driver === 'tsmacvlan' ? [n.state] : []));
+/** Every driver, by name: the one place a driver name becomes code. */
+const DRIVERS: { [D in DriverName]: NetworkDriver<NetStateOf<D>, EndpointStateOf<D>> } = {
+  tsbridge: bridgeDriver,
+  tsoverlay: overlayDriver,
+  tsmacvlan: macvlanDriver,
+  tsnull: plainDriver('tsnull'),
+  tshost: plainDriver('tshost'),
+};
+
+/**
+ * The driver of a network record, over the record's own states. A record's state and its
+ * endpoints' states were made by that same driver; TypeScript cannot follow that correlation
+ * through the union, hence the one cast.
+ */
+function driverOf(n: NetworkRecord): NetworkDriver<NetworkRecord['state'], EndpointRecord['state']> {
+  return DRIVERS[n.driver] as unknown as NetworkDriver<NetworkRecord['state'], EndpointRecord['state']>;
+}
 
 /** Told about changes after they are committed (the DNS resolver follows networks this way). */
 export interface NetworkObserver {
@@ -147,7 +162,7 @@ export class NetworkService {
     return {
       nets: nets.filter(hasGatewayBridge).map((n) => {
         const ports = eps.filter((e) => e.networkId === n.id).flatMap((e) => e.ports ?? []);
-        return isBridgeNetwork(n) ? bridgeDriver.firewallView(n.state, ports) : overlayDriver.firewallView(n.state, ports);
+        return isBridgeNetwork(n) ? bridgeFirewallView(n.state, ports) : overlayFirewallView(n.state, ports);
       }),
       extras: {
         ...(this.ctx.cluster && nets.some(isOverlayNetwork) ? { untrackVxlan: { vtep: this.ctx.cluster.vtep, port: VXLAN_PORT } } : {}),
@@ -274,37 +289,16 @@ export class NetworkService {
         if (await this.getNetwork(spec.id)) throw new NetError('ALREADY_EXISTS', `network ${spec.id.slice(0, 12)} exists`);
         // Validate everything before touching the kernel.
         const driver = spec.driver ?? 'tsbridge';
-        if (driver === 'tsbridge') bridgeDriver.parseOptions(spec.rawOptions);
-        else if (driver === 'tsoverlay') overlayDriver.parseOptions(spec.rawOptions);
-        else if (driver === 'tsmacvlan') macvlanDriver.parseOptions(spec.rawOptions);
-        else plainDrivers[driver].parseOptions(spec.rawOptions);
+        DRIVERS[driver].parseOptions(spec.rawOptions);
         const others = await this.listNetworks();
         const subnets = [...spec.ipv4, ...spec.ipv6].map((s) => s.subnet);
         for (const o of others) {
           const clash = [...o.state.subnets4, ...o.state.subnets6].find((s) => subnets.includes(s));
           if (clash) throw new NetError('POOL_OVERLAP', `subnet ${clash} is already used by tsnet network ${o.id.slice(0, 12)}`);
         }
-        let rec: NetworkRecord;
-        const createdAt = new Date().toISOString();
-        if (driver === 'tsbridge') {
-          const state = await bridgeDriver.createNetwork(this.ctx, spec, tx);
-          await sysctlSet(this.ctx.host.netns, 'net.ipv4.ip_forward', '1');
-          if (spec.enableIPv6) await sysctlSet(this.ctx.host.netns, 'net.ipv6.conf.all.forwarding', '1');
-          rec = { id: spec.id, driver, spec, state, createdAt };
-        } else if (driver === 'tsoverlay') {
-          const taken = others.flatMap((o) => (isOverlayNetwork(o) ? [o.state] : []));
-          const state = await overlayDriver.createNetwork(this.ctx, spec, tx, taken);
-          await sysctlSet(this.ctx.host.netns, 'net.ipv4.ip_forward', '1');
-          if (spec.enableIPv6) await sysctlSet(this.ctx.host.netns, 'net.ipv6.conf.all.forwarding', '1');
-          rec = { id: spec.id, driver, spec, state, createdAt };
-        } else if (driver === 'tsmacvlan') {
-          const others = macvlanStates(await this.listNetworks());
-          rec = { id: spec.id, driver, spec, state: await macvlanDriver.createNetwork(this.ctx, spec, tx, others, spec.aux ?? []), createdAt };
-          const state = rec.state;
-          tx.onUndo('delete macvlan network objects', () => macvlanDriver.deleteNetwork(this.ctx, state));
-        } else {
-          rec = { id: spec.id, driver, spec, state: await plainDrivers[driver].createNetwork(this.ctx, spec), createdAt };
-        }
+        // Each driver registers the undo of what it made on tx as it goes.
+        const state = await DRIVERS[driver].createNetwork(this.ctx, spec, tx, others);
+        const rec = { id: spec.id, driver, spec, state, createdAt: new Date().toISOString() } as NetworkRecord;
         await this.store.transact((t) => t.put(K.net(spec.id), rec));
         tx.onUndo('forget network', () => this.store.transact((t) => t.delete(K.net(spec.id))));
         await this.syncFirewall();
@@ -323,18 +317,9 @@ export class NetworkService {
       const eps = await this.store.read((tx) => tx.list<EndpointRecord>(K.eps(id)));
       // Veths of removed endpoints may still be queued for deletion: none may outlive the network.
       await this.ctx.reaper?.drain();
-      if (isBridgeNetwork(n)) {
-        for (const [, ep] of eps) await bridgeDriver.deleteEndpoint(this.ctx, bridgeEndpoint(ep));
-        await bridgeDriver.deleteNetwork(this.ctx, n.state);
-      } else if (isOverlayNetwork(n)) {
-        for (const [, ep] of eps) await overlayDriver.deleteEndpoint(this.ctx, n.state, ep.id, ep.state as OverlayEndpointState);
-        await overlayDriver.deleteNetwork(this.ctx, n.state);
-      } else if (n.driver === 'tsmacvlan') {
-        for (const [, ep] of eps) if ('ifName' in ep.state) await macvlanDriver.deleteEndpoint(this.ctx, ep.state);
-        const parent = n.state.opts.parent;
-        const stillUsed = macvlanStates(await this.listNetworks()).filter((o) => o.opts.parent === parent).length > 1;
-        await macvlanDriver.deleteNetwork(this.ctx, n.state, stillUsed);
-      }
+      const d = driverOf(n);
+      for (const [, ep] of eps) await d.deleteEndpoint(this.ctx, n.state, ep.id, ep.state);
+      await d.deleteNetwork(this.ctx, n.state, (await this.listNetworks()).filter((o) => o.id !== id));
       await this.store.transact((tx) => {
         for (const [k] of eps) tx.delete(k);
         tx.delete(K.net(id));
@@ -351,13 +336,7 @@ export class NetworkService {
         const n = await this.requireNetwork(spec.networkId);
         const existing = await this.store.read((t) => t.get<EndpointRecord>(K.ep(spec.networkId, spec.id)));
         if (existing) throw new NetError('ALREADY_EXISTS', `endpoint ${spec.id.slice(0, 12)} exists`);
-        const state = isBridgeNetwork(n)
-          ? await bridgeDriver.createEndpoint(this.ctx, n.state, spec, tx)
-          : isOverlayNetwork(n)
-            ? await overlayDriver.createEndpoint(this.ctx, n.state, spec, tx)
-          : n.driver === 'tsmacvlan'
-            ? await macvlanDriver.createEndpoint(this.ctx, n.state, spec, tx)
-            : await plainDrivers[n.driver].createEndpoint(this.ctx, n.state, spec);
+        const state = await driverOf(n).createEndpoint(this.ctx, n.state, spec, tx);
         // tsoverlay allocates cluster-wide when the front-end brought no address (CNI).
         const assigned = 'address4' in state || 'address6' in state ? state as OverlayEndpointState : undefined;
         const fullSpec: EndpointSpec = {
@@ -415,11 +394,7 @@ export class NetworkService {
       const joined: EndpointRecord = { ...ep, joined: true, ...(sandboxKey ? { sandboxKey } : {}) };
       await this.store.transact((t) => t.put(K.ep(networkId, id), joined));
       await this.notify((o) => o.endpointChanged(joined));
-      if (isBridgeNetwork(n)) return bridgeDriver.join(n.state, bridgeEndpoint(ep));
-      if (isOverlayNetwork(n)) return overlayDriver.join(n.state, ep.state as OverlayEndpointState);
-      if (n.driver !== 'tsmacvlan') return plainDrivers[n.driver].join();
-      if (!('ifName' in ep.state)) throw new NetError('INTERNAL', `endpoint ${id.slice(0, 12)} has no macvlan interface`);
-      return macvlanDriver.join(n.state, ep.state);
+      return driverOf(n).join(n.state, ep.state);
     });
   }
 
@@ -439,9 +414,9 @@ export class NetworkService {
       const ep = await this.getEndpoint(networkId, id);
       if (!ep) return;
       const n = await this.getNetwork(networkId);
-      if (n && isOverlayNetwork(n)) await overlayDriver.deleteEndpoint(this.ctx, n.state, id, ep.state as OverlayEndpointState);
-      else if ('hostIf' in ep.state) await bridgeDriver.deleteEndpoint(this.ctx, ep.state);
-      else if ('ifName' in ep.state) await macvlanDriver.deleteEndpoint(this.ctx, ep.state);
+      // A network's record goes with its endpoints' records; an endpoint whose network is gone
+      // (a store edited by hand) is only forgotten, and the reconciler removes links it left.
+      if (n) await driverOf(n).deleteEndpoint(this.ctx, n.state, id, ep.state);
       await this.store.transact((t) => t.delete(K.ep(networkId, id)));
       await this.notify((o) => o.endpointRemoved(networkId, id));
       if (ep.ports?.length) {

@@ -15,8 +15,8 @@
 
 import type { DriverContext, Logger } from '../drivers/driver.js';
 import type { OverlayEndpointState } from '../drivers/overlay/index.js';
-import { bridgeDriver } from '../drivers/bridge/index.js';
-import { OVERLAY_BRIDGE, overlayDriver } from '../drivers/overlay/index.js';
+import { makeBridge } from '../drivers/bridge/index.js';
+import { OVERLAY_BRIDGE, makeGateway } from '../drivers/overlay/index.js';
 import { overlayHandle } from '../drivers/overlay/netns.js';
 import { netnsByName, netnsExists } from '../kernel/netns.js';
 import { ifaceSysctl, sysctlGet, sysctlSet, type SysctlKey } from '../kernel/sysctl.js';
@@ -206,12 +206,12 @@ export class Reconciler {
         return repairs;
       }
       if (!gw) {
-        await overlayDriver.makeGateway(this.ctx, n.state, n.state.subnets6.length > 0);
+        await makeGateway(this.ctx, n.state, n.state.subnets6.length > 0);
         gw = await h.linkGet({ name });
         repairs.push({ what: 'gateway interface recreated', network: net, object: name });
       }
     } else if (!gw) {
-      await bridgeDriver.makeBridge(this.ctx, name, n.state.opts.mtu, n.state.subnets6.length > 0);
+      await makeBridge(this.ctx, name, n.state.opts.mtu, n.state.subnets6.length > 0);
       gw = await h.linkGet({ name });
       repairs.push({ what: 'bridge recreated', network: net, object: name });
     }

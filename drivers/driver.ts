@@ -1,6 +1,8 @@
 // What a network driver is: a few typed lifecycle steps. The protocol front-ends (cnm/, cni/)
 // translate their wire formats into these calls; a driver never knows which one called it.
+// NetworkService finds a record's driver in one registry and calls the same steps for all.
 
+import type { Tx } from '../core/tx.js';
 import type { IptablesFirewall } from '../kernel/firewall/iptables.js';
 import type { NetlinkHandle } from '../kernel/netlink.js';
 import type { NetnsRef } from '../kernel/types.js';
@@ -68,4 +70,35 @@ export interface JoinPlan {
   gateway4?: string;
   gateway6?: string;
   staticRoutes: Array<{ destination: string; nextHop?: string }>;
+}
+
+/** Another network on this host, as a driver sees it when its choices depend on the others. */
+export interface SiblingNetwork {
+  readonly id: string;
+  readonly driver: DriverName;
+  /** The sibling's own driver's state; a driver reads only the states of its own kind. */
+  readonly state: unknown;
+}
+
+/**
+ * A driver's lifecycle over the state it persists: NetState for a network, EpState for an
+ * endpoint. The service stores both and hands them back; every step that changes the kernel
+ * registers its undo on the Tx it is given.
+ */
+export interface NetworkDriver<NetState, EpState> {
+  readonly name: DriverName;
+  /** Refuses unknown or malformed options before anything is touched. */
+  parseOptions(raw: Record<string, string>): unknown;
+  createNetwork(ctx: DriverContext, spec: NetworkSpec, tx: Tx, siblings: readonly SiblingNetwork[]): Promise<NetState>;
+  /** Idempotent; siblings are the networks that stay. */
+  deleteNetwork(ctx: DriverContext, net: NetState, siblings: readonly SiblingNetwork[]): Promise<void>;
+  createEndpoint(ctx: DriverContext, net: NetState, ep: EndpointSpec, tx: Tx): Promise<EpState>;
+  /** Idempotent: what is already gone is fine. */
+  deleteEndpoint(ctx: DriverContext, net: NetState, id: string, ep: EpState): Promise<void>;
+  join(net: NetState, ep: EpState): JoinPlan;
+}
+
+/** The states of the siblings made by driver `name` (a driver's view of its own kind). */
+export function siblingStates<S>(siblings: readonly SiblingNetwork[], name: DriverName): S[] {
+  return siblings.flatMap((n) => (n.driver === name ? [n.state as S] : []));
 }

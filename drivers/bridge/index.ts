@@ -8,7 +8,8 @@ import type { FirewallNetwork } from '../../kernel/firewall/iptables.js';
 import { coalesce, type PublishedPort } from '../shared/ports.js';
 import { ifaceSysctl, sysctlSet } from '../../kernel/sysctl.js';
 import type { Tx } from '../../core/tx.js';
-import type { DriverContext, EndpointSpec, JoinPlan, NetworkSpec } from '../driver.js';
+import type { DriverContext, EndpointSpec, JoinPlan, NetworkDriver, NetworkSpec } from '../driver.js';
+import { enableForwarding } from '../shared/forwarding.js';
 import { gatewayPlan } from '../shared/join.js';
 import { attachVeth, detachVeth, macFromIpv4, type VethEndpointState } from '../shared/veth.js';
 import { type BridgeOptions, parseBridgeOptions } from './options.js';
@@ -38,18 +39,39 @@ export function randomMac(): string {
 
 export { macFromIpv4 };
 
+/** What the firewall renders for a tsbridge network. */
+export function bridgeFirewallView(state: BridgeNetworkState, ports: readonly PublishedPort[]): FirewallNetwork {
+  return {
+    bridge: state.bridge, subnets4: state.subnets4, subnets6: state.subnets6,
+    internal: state.internal, icc: state.opts.icc, masquerade: state.opts.masquerade,
+    ports: coalesce(ports), resolvers: state.gateways.map((g) => g.split('/')[0]!), ipv6Disabled: state.subnets6.length === 0,
+  };
+}
+
+/**
+ * The bridge link with its MAC and sysctls, down and without addresses (network creation, and
+ * the reconciler rebuilding a deleted one). The undo is registered before anything can fail.
+ */
+export async function makeBridge(ctx: DriverContext, bridge: string, mtu: number | undefined, ipv6: boolean, tx?: Tx): Promise<void> {
+  // A bridge without an assigned MAC takes the lowest MAC of its ports, so it changes as
+  // containers come and go, and containers keep sending to the old gateway MAC from their ARP
+  // cache (their DNS and egress break until it expires). An assigned MAC never changes, and one
+  // derived from the bridge's name survives the reconciler rebuilding a deleted bridge.
+  await ctx.host.linkAdd({ kind: 'bridge', name: bridge, mac: ctx.ownedMac?.(bridge) ?? randomMac(), ...(mtu ? { mtu } : {}) });
+  tx?.onUndo(`delete bridge ${bridge}`, () => ctx.host.linkDelIfExists({ name: bridge }));
+  // IPv4-only: no IPv6 at all on the bridge, so nothing can be routed over IPv6 from or to it
+  // and the ip6tables render (one more nf_tables commit per change) can leave it out.
+  await sysctlSet(ctx.host.netns, ifaceSysctl('ipv6', bridge, 'disable_ipv6'), ipv6 ? '0' : '1');
+  // 127.0.0.1-published ports are DNATed out of this bridge with a loopback source until
+  // masquerade rewrites it; the kernel drops such packets unless route_localnet is on. The
+  // firewall drops the reverse direction (containers to 127/8), see kernel/firewall.
+  await sysctlSet(ctx.host.netns, ifaceSysctl('ipv4', bridge, 'route_localnet'), '1');
+}
+
 export const bridgeDriver = {
   name: 'tsbridge' as const,
 
   parseOptions: parseBridgeOptions,
-
-  firewallView(state: BridgeNetworkState, ports: readonly PublishedPort[]): FirewallNetwork {
-    return {
-      bridge: state.bridge, subnets4: state.subnets4, subnets6: state.subnets6,
-      internal: state.internal, icc: state.opts.icc, masquerade: state.opts.masquerade,
-      ports: coalesce(ports), resolvers: state.gateways.map((g) => g.split('/')[0]!), ipv6Disabled: state.subnets6.length === 0,
-    };
-  },
 
   async createNetwork(ctx: DriverContext, spec: NetworkSpec, tx: Tx): Promise<BridgeNetworkState> {
     const opts = parseBridgeOptions(spec.rawOptions);
@@ -57,7 +79,8 @@ export const bridgeDriver = {
     if (await ctx.host.linkFind({ name: bridge })) {
       throw new NetError('ALREADY_EXISTS', `a network interface named ${bridge} already exists on the host; choose another com.docker.network.bridge.name`);
     }
-    await bridgeDriver.makeBridge(ctx, bridge, opts.mtu, spec.enableIPv6 && spec.ipv6.length > 0, tx);
+    await makeBridge(ctx, bridge, opts.mtu, spec.enableIPv6 && spec.ipv6.length > 0, tx);
+    await enableForwarding(ctx, spec.enableIPv6);
     const gateways: string[] = [];
     for (const s of [...spec.ipv4, ...(spec.enableIPv6 ? spec.ipv6 : [])]) {
       if (!s.gateway) continue;
@@ -69,26 +92,6 @@ export const bridgeDriver = {
       bridge, opts, gateways, internal: spec.internal, created: true,
       subnets4: spec.ipv4.map((s) => s.subnet), subnets6: spec.enableIPv6 ? spec.ipv6.map((s) => s.subnet) : [],
     };
-  },
-
-  /**
-   * The bridge link with its MAC and sysctls, down and without addresses (network creation, and
-   * the reconciler rebuilding a deleted one). The undo is registered before anything can fail.
-   */
-  async makeBridge(ctx: DriverContext, bridge: string, mtu: number | undefined, ipv6: boolean, tx?: Tx): Promise<void> {
-    // A bridge without an assigned MAC takes the lowest MAC of its ports, so it changes as
-    // containers come and go, and containers keep sending to the old gateway MAC from their ARP
-    // cache (their DNS and egress break until it expires). An assigned MAC never changes, and one
-    // derived from the bridge's name survives the reconciler rebuilding a deleted bridge.
-    await ctx.host.linkAdd({ kind: 'bridge', name: bridge, mac: ctx.ownedMac?.(bridge) ?? randomMac(), ...(mtu ? { mtu } : {}) });
-    tx?.onUndo(`delete bridge ${bridge}`, () => ctx.host.linkDelIfExists({ name: bridge }));
-    // IPv4-only: no IPv6 at all on the bridge, so nothing can be routed over IPv6 from or to it
-    // and the ip6tables render (one more nf_tables commit per change) can leave it out.
-    await sysctlSet(ctx.host.netns, ifaceSysctl('ipv6', bridge, 'disable_ipv6'), ipv6 ? '0' : '1');
-    // 127.0.0.1-published ports are DNATed out of this bridge with a loopback source until
-    // masquerade rewrites it; the kernel drops such packets unless route_localnet is on. The
-    // firewall drops the reverse direction (containers to 127/8), see kernel/firewall.
-    await sysctlSet(ctx.host.netns, ifaceSysctl('ipv4', bridge, 'route_localnet'), '1');
   },
 
   async deleteNetwork(ctx: DriverContext, state: BridgeNetworkState): Promise<void> {
@@ -103,5 +106,5 @@ export const bridgeDriver = {
     return gatewayPlan(ep.containerIf, net.gateways, net.internal);
   },
 
-  deleteEndpoint: (ctx: DriverContext, ep: BridgeEndpointState): Promise<void> => detachVeth(ctx, ep),
-};
+  deleteEndpoint: (ctx: DriverContext, _net: BridgeNetworkState, _id: string, ep: BridgeEndpointState): Promise<void> => detachVeth(ctx, ep),
+} satisfies NetworkDriver<BridgeNetworkState, BridgeEndpointState>;

@@ -8,7 +8,7 @@ import { NetError } from '../../kernel/errors.js';
 import { validateIfName } from '../../kernel/names.js';
 import type { MacvlanMode } from '../../kernel/types.js';
 import type { Tx } from '../../core/tx.js';
-import type { DriverContext, EndpointSpec, JoinPlan, NetworkSpec } from '../driver.js';
+import { siblingStates, type DriverContext, type EndpointSpec, type JoinPlan, type NetworkDriver, type NetworkSpec, type SiblingNetwork } from '../driver.js';
 import { gatewayPlan } from '../shared/join.js';
 
 export interface MacvlanOptions {
@@ -64,8 +64,10 @@ export const macvlanDriver = {
   name: 'tsmacvlan' as const,
   parseOptions: parseMacvlanOptions,
 
-  async createNetwork(ctx: DriverContext, spec: NetworkSpec, tx: Tx, others: MacvlanNetworkState[], auxAddresses: string[]): Promise<MacvlanNetworkState> {
+  async createNetwork(ctx: DriverContext, spec: NetworkSpec, tx: Tx, siblings: readonly SiblingNetwork[]): Promise<MacvlanNetworkState> {
     const opts = parseMacvlanOptions(spec.rawOptions);
+    const others = siblingStates<MacvlanNetworkState>(siblings, 'tsmacvlan');
+    const auxAddresses = spec.aux ?? [];
     let createdVlan: string | undefined;
     const vlan = /^(.+)\.(\d{1,4})$/.exec(opts.parent);
     if (vlan && !(await ctx.host.linkFind({ name: opts.parent }))) {
@@ -110,8 +112,9 @@ export const macvlanDriver = {
     return state;
   },
 
-  /** `stillUsed`: another network still uses this parent (a VLAN parent then stays). */
-  async deleteNetwork(ctx: DriverContext, state: MacvlanNetworkState, stillUsed = false): Promise<void> {
+  /** A VLAN parent we made stays while another network still uses it. */
+  async deleteNetwork(ctx: DriverContext, state: MacvlanNetworkState, siblings: readonly SiblingNetwork[]): Promise<void> {
+    const stillUsed = siblingStates<MacvlanNetworkState>(siblings, 'tsmacvlan').some((o) => o.opts.parent === state.opts.parent);
     if (state.shim) await ctx.host.linkDelIfExists({ name: state.shim.name });
     if (state.createdVlan && !stillUsed) await ctx.host.linkDelIfExists({ name: state.createdVlan });
   },
@@ -130,7 +133,7 @@ export const macvlanDriver = {
     return gatewayPlan(ep.ifName, net.gateways, net.internal);
   },
 
-  async deleteEndpoint(ctx: DriverContext, ep: MacvlanEndpointState): Promise<void> {
+  async deleteEndpoint(ctx: DriverContext, _net: MacvlanNetworkState, _id: string, ep: MacvlanEndpointState): Promise<void> {
     await ctx.host.linkDelIfExists({ name: ep.ifName });
   },
-};
+} satisfies NetworkDriver<MacvlanNetworkState, MacvlanEndpointState>;

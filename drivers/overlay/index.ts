@@ -9,7 +9,8 @@ import { NetError } from '../../kernel/errors.js';
 import type { FirewallNetwork } from '../../kernel/firewall/iptables.js';
 import { ifaceSysctl, sysctlSet } from '../../kernel/sysctl.js';
 import type { Tx } from '../../core/tx.js';
-import type { DriverContext, EndpointSpec, JoinPlan, NetworkSpec } from '../driver.js';
+import { siblingStates, type DriverContext, type EndpointSpec, type JoinPlan, type NetworkDriver, type NetworkSpec, type SiblingNetwork } from '../driver.js';
+import { enableForwarding } from '../shared/forwarding.js';
 import { gatewayPlan } from '../shared/join.js';
 import { coalesce, type PublishedPort } from '../shared/ports.js';
 import { attachVeth, detachVeth, type VethEndpointState } from '../shared/veth.js';
@@ -72,20 +73,36 @@ async function underlay(ctx: DriverContext, vtep: string): Promise<{ index: numb
   return { index: link.index, mtu: link.mtu };
 }
 
+/** What the firewall renders for a tsoverlay network (its gateway veth is the "bridge"). */
+export function overlayFirewallView(state: OverlayNetworkState, ports: readonly PublishedPort[]): FirewallNetwork {
+  return {
+    bridge: state.bridge, subnets4: state.subnets4, subnets6: state.subnets6,
+    internal: state.internal, icc: true, masquerade: true, ports: coalesce(ports), resolvers: state.gateways.map((g) => g.split('/')[0]!),
+  };
+}
+
+/**
+ * The gateway: same address and MAC on every host, on the host end of a veth into the overlay
+ * bridge; without its addresses (network creation, and the reconciler rebuilding a deleted one).
+ */
+export async function makeGateway(ctx: DriverContext, st: Pick<OverlayNetworkState, 'bridge' | 'gatewayMac' | 'mtu' | 'netns'>, ipv6: boolean, tx?: Tx): Promise<void> {
+  const ovl = await overlayHandle(st.netns);
+  await ovl.linkDelIfExists({ name: GATEWAY_PEER }); // a half left by a deleted pair
+  await ctx.host.linkAdd({ kind: 'veth', name: st.bridge, mac: st.gatewayMac, mtu: st.mtu, peer: { name: GATEWAY_PEER, mtu: st.mtu, netns: netnsByName(st.netns) } });
+  tx?.onUndo(`delete ${st.bridge}`, () => ctx.host.linkDelIfExists({ name: st.bridge }));
+  await ovl.linkSet({ name: GATEWAY_PEER }, { master: { name: OVERLAY_BRIDGE }, up: true });
+  if (ipv6) await sysctlSet(ctx.host.netns, ifaceSysctl('ipv6', st.bridge, 'disable_ipv6'), '0');
+  await sysctlSet(ctx.host.netns, ifaceSysctl('ipv4', st.bridge, 'route_localnet'), '1');
+}
+
 export const overlayDriver = {
   name: 'tsoverlay' as const,
 
   parseOptions: parseOverlayOptions,
 
-  firewallView(state: OverlayNetworkState, ports: readonly PublishedPort[]): FirewallNetwork {
-    return {
-      bridge: state.bridge, subnets4: state.subnets4, subnets6: state.subnets6,
-      internal: state.internal, icc: true, masquerade: true, ports: coalesce(ports), resolvers: state.gateways.map((g) => g.split('/')[0]!),
-    };
-  },
-
-  async createNetwork(ctx: DriverContext, spec: NetworkSpec, tx: Tx, taken: readonly OverlayNetworkState[]): Promise<OverlayNetworkState> {
+  async createNetwork(ctx: DriverContext, spec: NetworkSpec, tx: Tx, siblings: readonly SiblingNetwork[]): Promise<OverlayNetworkState> {
     const cluster = needCluster(ctx);
+    const taken = siblingStates<OverlayNetworkState>(siblings, 'tsoverlay');
     const opts = parseOverlayOptions(spec.rawOptions);
     const name = opts.clusterNetwork;
     if (!name) throw new NetError('INVALID_ARGUMENT', 'tsoverlay needs -o tsnet.cluster_network=NAME, the same name on every host');
@@ -122,30 +139,17 @@ export const overlayDriver = {
     await ovl.linkSet({ name: OVERLAY_VXLAN }, { master: { name: OVERLAY_BRIDGE }, up: true });
     // The bridge knows every remote MAC from static entries: frames to any other MAC stay home.
     await ovl.bridgePortSet({ name: OVERLAY_VXLAN }, { learning: false, unicastFlood: false });
-    await overlayDriver.makeGateway(ctx, { bridge, gatewayMac, mtu, netns: nsName }, !!s6, tx);
+    await makeGateway(ctx, { bridge, gatewayMac, mtu, netns: nsName }, !!s6, tx);
     await ovl.linkSetUp({ name: OVERLAY_BRIDGE });
     const gateways = [net.gateway4!, ...(s6?.gateway ? [s6.gateway] : [])];
     for (const g of gateways) await ctx.host.addrAdd({ name: bridge }, g, { nodad: true });
     await ctx.host.linkSet({ name: bridge }, { up: true, ...(ctx.owner ? { alias: ctx.owner } : {}) });
     await cluster.join(name);
+    await enableForwarding(ctx, !!s6);
     return {
       cluster: name, vni: net.vni, bridge, netns: nsName, mtu, gatewayMac, gateways,
       subnets4: [s4.subnet], subnets6: s6 ? [s6.subnet] : [], internal: spec.internal, opts,
     };
-  },
-
-  /**
-   * The gateway: same address and MAC on every host, on the host end of a veth into the overlay
-   * bridge; without its addresses (network creation, and the reconciler rebuilding a deleted one).
-   */
-  async makeGateway(ctx: DriverContext, st: Pick<OverlayNetworkState, 'bridge' | 'gatewayMac' | 'mtu' | 'netns'>, ipv6: boolean, tx?: Tx): Promise<void> {
-    const ovl = await overlayHandle(st.netns);
-    await ovl.linkDelIfExists({ name: GATEWAY_PEER }); // a half left by a deleted pair
-    await ctx.host.linkAdd({ kind: 'veth', name: st.bridge, mac: st.gatewayMac, mtu: st.mtu, peer: { name: GATEWAY_PEER, mtu: st.mtu, netns: netnsByName(st.netns) } });
-    tx?.onUndo(`delete ${st.bridge}`, () => ctx.host.linkDelIfExists({ name: st.bridge }));
-    await ovl.linkSet({ name: GATEWAY_PEER }, { master: { name: OVERLAY_BRIDGE }, up: true });
-    if (ipv6) await sysctlSet(ctx.host.netns, ifaceSysctl('ipv6', st.bridge, 'disable_ipv6'), '0');
-    await sysctlSet(ctx.host.netns, ifaceSysctl('ipv4', st.bridge, 'route_localnet'), '1');
   },
 
   async deleteNetwork(ctx: DriverContext, state: OverlayNetworkState): Promise<void> {
@@ -185,6 +189,7 @@ export const overlayDriver = {
     return gatewayPlan(ep.containerIf, net.gateways, net.internal);
   },
 
+
   /** Local objects first (they always can go); the cluster entries when etcd answers. */
   async deleteEndpoint(ctx: DriverContext, net: OverlayNetworkState, id: string, ep: OverlayEndpointState): Promise<void> {
     await detachVeth(ctx, ep, await overlayHandle(net.netns).catch(() => undefined));
@@ -198,4 +203,4 @@ export const overlayDriver = {
       ctx.log.warn({ network: net.cluster, endpoint: id, err: (e as Error).message }, 'cluster store not told of the removal yet; will be reconciled');
     }
   },
-};
+} satisfies NetworkDriver<OverlayNetworkState, OverlayEndpointState>;

@@ -8,7 +8,7 @@
 // that are reached on the host. Both are honest about this in the README.
 
 import { NetError } from '../../kernel/errors.js';
-import type { DriverContext, EndpointSpec, JoinPlan, NetworkSpec } from '../driver.js';
+import type { DriverContext, EndpointSpec, JoinPlan, NetworkDriver, NetworkSpec } from '../driver.js';
 
 export type PlainKind = 'tsnull' | 'tshost';
 
@@ -24,7 +24,7 @@ export interface PlainEndpointState {
   hostAddresses: string[];
 }
 
-export function plainDriver(kind: PlainKind) {
+export function plainDriver(kind: PlainKind): NetworkDriver<PlainNetworkState, PlainEndpointState> {
   return {
     name: kind,
     parseOptions(raw: Record<string, string>): void {
