@@ -36,7 +36,7 @@ async function fakeUpstream(behaviour: UpstreamBehaviour = 'answer'): Promise<{ 
 
 function udpQuery(p: number, msg: Buffer, host = '127.0.0.1', timeoutMs = 1500): Promise<Decoded | undefined> {
   return new Promise((resolve) => {
-    const s = createSocket('udp4');
+    const s = createSocket(host.includes(':') ? 'udp6' : 'udp4');
     const t = setTimeout(() => {
       s.close();
       resolve(undefined);
@@ -251,6 +251,31 @@ describe('native responder table (UDP answers for local names)', () => {
     records.removeNetwork('n1');
     expect((await udpQuery(p, q('web')))!.answers!.map((a) => a.data)).toEqual(['203.0.113.7']);
     expect(server.stats.fromTable).toBe(fromTable);
+  });
+
+  it('an IPv6 listener answers from its table too, and only clients inside its prefix', async () => {
+    const p6 = port();
+    const s6 = new DnsServer({ records, forwarder, port: p6 });
+    await s6.addNetwork({ id: 'n1', listen: ['::1'], subnets: ['::1/128'], internal: false });
+    try {
+      const r = (await udpQuery(p6, q('alias', 'AAAA'), '::1'))!;
+      expect(r.answers!.map((a) => a.data)).toEqual(['fd00::2']);
+      expect(s6.stats.fromTable).toBe(1);
+      const ptr = (await udpQuery(p6, q('2.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.d.f.ip6.arpa', 'PTR'), '::1'))!;
+      expect(ptr.answers!.map((a) => a.data)).toEqual(['web.tsnet.internal']);
+      expect(s6.stats.fromTable).toBe(2);
+    } finally {
+      await s6.close();
+    }
+    const p7 = port();
+    const s7 = new DnsServer({ records, forwarder, port: p7 });
+    await s7.addNetwork({ id: 'n1', listen: ['::1'], subnets: ['fd00::/64'], internal: false });
+    try {
+      expect((await udpQuery(p7, q('alias', 'AAAA'), '::1'))!.rcode).toBe('REFUSED');
+      expect(s7.stats.fromTable).toBe(0);
+    } finally {
+      await s7.close();
+    }
   });
 
   it('round-robin over a shared name, and never answers a client outside the network from the table', async () => {
