@@ -16,7 +16,10 @@ export interface CallObserver {
 
 export interface MetricSources {
   inventory(): Promise<Inventory>;
-  dnsStats(): { cacheHits: number; cacheMisses: number; upstreamFailures: number; cacheSize: number; /** local names answered by the native responder */ tableAnswers: number };
+  dnsStats(): { cacheHits: number; cacheMisses: number; upstreamFailures: number; cacheSize: number;
+    /** What the native UDP responder did without JS: local names answered, datagrams dropped. */
+    native: { answered: number; dropped: number };
+  };
   repairs(): ReadonlyMap<string, number>;
   /** Links of the namespace that holds the endpoints' bridge ends, with counters. */
   links(): Promise<Link[]>;
@@ -56,15 +59,16 @@ export class Metrics implements CallObserver {
     this.calls = new Counter({ name: 'tsnet_protocol_calls_total', help: 'Protocol calls answered, by front-end and call', labelNames: ['front', 'call'], registers: [r] });
     this.callSeconds = new Histogram({ name: 'tsnet_protocol_call_seconds', help: 'Time to answer a protocol call', labelNames: ['front', 'call'], buckets: LATENCY_BUCKETS, registers: [r] });
     this.errors = new Counter({ name: 'tsnet_protocol_errors_total', help: 'Protocol calls that failed, by error code', labelNames: ['front', 'call', 'code'], registers: [r] });
-    // Queries the native responder answered from its table never pass through dns(); they are
-    // added to the "local" count at scrape time (they have no latency sample).
-    let tableCounted = 0;
+    // What the native responder answers (local names) or drops never passes through dns(); it
+    // is added to the "local" and "dropped" counts at scrape time (with no latency sample).
+    const counted = { answered: 0, dropped: 0 };
     this.dnsQueries = new Counter({
       name: 'tsnet_dns_queries_total', help: 'DNS queries, by how they were answered', labelNames: ['outcome'], registers: [r],
       collect() {
-        const now = sources.dnsStats().tableAnswers;
-        if (now > tableCounted) this.inc({ outcome: 'local' }, now - tableCounted);
-        tableCounted = now;
+        const now = sources.dnsStats().native;
+        if (now.answered > counted.answered) this.inc({ outcome: 'local' }, now.answered - counted.answered);
+        if (now.dropped > counted.dropped) this.inc({ outcome: 'dropped' }, now.dropped - counted.dropped);
+        Object.assign(counted, now);
       },
     });
     this.dnsSeconds = new Histogram({ name: 'tsnet_dns_query_seconds', help: 'Time to answer a DNS query', labelNames: ['outcome'], buckets: DNS_BUCKETS, registers: [r] });

@@ -115,9 +115,10 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
     inventory: () => readInventory(store),
     dnsStats: () => {
       const f = dnsRef?.forwarder;
+      const st = dnsRef?.server.stats;
       return {
         cacheHits: f?.cacheHits ?? 0, cacheMisses: f?.cacheMisses ?? 0, upstreamFailures: f?.upstreamFailures ?? 0, cacheSize: f?.cache.size ?? 0,
-        tableAnswers: dnsRef?.server.stats.fromTable ?? 0,
+        native: { answered: st?.fromTable ?? 0, dropped: st?.droppedNatively ?? 0 },
       };
     },
     repairs: () => reconcilerRef?.counts ?? new Map(),

@@ -44,6 +44,8 @@ export interface DnsStats {
   local: number;
   /** Of those, answered by the native responder's table (no observe() call, no latency sample). */
   fromTable: number;
+  /** Of the dropped, dropped by the native responder: oversized, or JS too far behind (queue full). */
+  droppedNatively: number;
   forwarded: number;
   refused: number;
   dropped: number;
@@ -73,8 +75,8 @@ function clientPrefix(cidr: string): ClientPrefix {
 export class DnsServer {
   private readonly nets = new Map<string, Listening>();
   private readonly counts = { queries: 0, local: 0, forwarded: 0, refused: 0, dropped: 0 };
-  /** Table answers of responders already closed, so the totals never go back. */
-  private retiredTableAnswers = 0;
+  /** What responders already closed answered and dropped, so the totals never go back. */
+  private readonly retired = { answered: 0, dropped: 0 };
   private readonly unwatch: () => void;
 
   constructor(private readonly opts: DnsServerOptions) {
@@ -85,9 +87,23 @@ export class DnsServer {
   }
 
   get stats(): DnsStats {
-    let fromTable = this.retiredTableAnswers;
-    for (const l of this.nets.values()) for (const u of l.udp) fromTable += u.stats().answered;
-    return { ...this.counts, queries: this.counts.queries + fromTable, local: this.counts.local + fromTable, fromTable };
+    const native = { ...this.retired };
+    for (const l of this.nets.values()) {
+      for (const u of l.udp) {
+        const st = u.stats();
+        native.answered += st.answered;
+        native.dropped += st.dropped;
+      }
+    }
+    const c = this.counts;
+    return {
+      ...c,
+      queries: c.queries + native.answered + native.dropped,
+      local: c.local + native.answered,
+      dropped: c.dropped + native.dropped,
+      fromTable: native.answered,
+      droppedNatively: native.dropped,
+    };
   }
 
   private get ttl(): number {
@@ -115,7 +131,9 @@ export class DnsServer {
     if (!l) return;
     this.nets.delete(id);
     for (const u of l.udp) {
-      this.retiredTableAnswers += u.stats().answered;
+      const st = u.stats();
+      this.retired.answered += st.answered;
+      this.retired.dropped += st.dropped;
       u.close();
     }
     for (const c of l.conns) c.destroy();

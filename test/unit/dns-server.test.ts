@@ -253,6 +253,14 @@ describe('native responder table (UDP answers for local names)', () => {
     expect(server.stats.fromTable).toBe(fromTable);
   });
 
+  it('drops a datagram larger than any query natively, counts it, and answers the next one', async () => {
+    const huge = Buffer.concat([q('web'), Buffer.alloc(5000)]);
+    expect(await udpQuery(p, huge, '127.0.0.1', 300)).toBeUndefined();
+    expect(server.stats.droppedNatively).toBe(1);
+    expect(server.stats.dropped).toBe(1);
+    expect((await udpQuery(p, q('web')))!.answers![0]!.data).toBe('10.0.0.2');
+  });
+
   it('an IPv6 listener answers from its table too, and only clients inside its prefix', async () => {
     const p6 = port();
     const s6 = new DnsServer({ records, forwarder, port: p6 });
