@@ -179,10 +179,14 @@ size_t UdpResponder::Answer(const uint8_t* q, size_t n, const sockaddr_storage& 
   out[11] = edns ? 1 : 0;
   std::memcpy(out + 12, q + 12, questionEnd - 12);  // the question as asked, case included
   size_t w = questionEnd;
-  // Round-robin: a random rotation of the records per query, as Docker's resolver shuffles.
-  size_t start = rrs.size() > 1 ? NextRandom() % rrs.size() : 0;
-  for (size_t i = 0; i < rrs.size(); i++) {
-    const std::string& rr = rrs[(start + i) % rrs.size()];
+  // Round-robin: the records in a fresh random order per query (Fisher-Yates), as the JS path
+  // and Docker's resolver shuffle. At most ~75 fit in 1232 bytes, checked above.
+  uint16_t order[kOurUdpSize / 12];
+  const size_t count = rrs.size();
+  for (size_t i = 0; i < count; i++) order[i] = static_cast<uint16_t>(i);
+  for (size_t i = count; i > 1; i--) std::swap(order[i - 1], order[NextRandom() % i]);
+  for (size_t i = 0; i < count; i++) {
+    const std::string& rr = rrs[order[i]];
     out[w++] = 0xc0;  // owner: a pointer to the question's name at offset 12
     out[w++] = 12;
     std::memcpy(out + w, rr.data(), rr.size());
