@@ -21,7 +21,7 @@ export interface MetricSources {
     native: { answered: number; dropped: number };
   };
   repairs(): ReadonlyMap<string, number>;
-  /** Links of the namespace that holds the endpoints' bridge ends, with counters. */
+  /** Links of the namespaces that hold the endpoints' bridge ends (host, overlay namespaces), with counters. */
   links(): Promise<Link[]>;
 }
 

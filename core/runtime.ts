@@ -19,7 +19,7 @@ import { ownerMac, ownerMark } from './owner.js';
 import type { DriverContext, DriverName } from '../drivers/driver.js';
 import { Reconciler } from './reconciler.js';
 import { LinkReaper } from '../drivers/shared/reaper.js';
-import { closeOverlayHandles } from '../drivers/overlay/netns.js';
+import { closeOverlayHandles, overlayHandle } from '../drivers/overlay/netns.js';
 import { randomUUID } from 'node:crypto';
 import { NetError } from '../kernel/errors.js';
 import { DEFAULT_API_SOCKET, startApiSocket, startMetricsListener } from '../api/server.js';
@@ -122,7 +122,13 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
       };
     },
     repairs: () => reconcilerRef?.counts ?? new Map(),
-    links: () => host.linkList(),
+    // Endpoints' bridge ends: in the host namespace (tsbridge) or in their overlay network's own
+    // namespace (tsoverlay); their names (tsv<endpoint id>) are unique across both.
+    links: async () => {
+      const overlays = (await networks.listNetworks()).filter(isOverlayNetwork);
+      const inOverlays = await Promise.all(overlays.map((n) => overlayHandle(n.state.netns).then((h) => h.linkList()).catch(() => [])));
+      return [...(await host.linkList()), ...inOverlays.flat()];
+    },
   });
   const dns = new DnsService({
     log,

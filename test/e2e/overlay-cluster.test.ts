@@ -117,6 +117,11 @@ describe.skipIf(!canRun)('tsoverlay on three hosts', () => {
     expect(lines.filter((l) => /ICMP echo request/.test(l)).length).toBe(3);
     expect(lines.filter((l) => /ARP/.test(l))).toEqual([]);
     expect(lines.filter((l) => /10\.77\.0\.200/.test(l))).toEqual([]);
+    // The endpoint's counters come from its bridge end in the overlay namespace: the pings count.
+    const metrics = run('curl', ['-sf', '--unix-socket', h1.apiSocket, 'http://x/metrics']);
+    const labels = `endpoint="${c1.endpointId.slice(0, 12)}",network="${blue[0]!.networkId.slice(0, 12)}"`;
+    const sent = Number(new RegExp(`^tsnet_endpoint_transmit_bytes_total\\{${labels}\\} (\\d+)`, 'm').exec(metrics)?.[1] ?? 0);
+    expect(sent).toBeGreaterThan(3 * 84);
   });
 
   it('names of containers on the same overlay resolve on every host', async () => {
