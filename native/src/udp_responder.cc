@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <memory>
 
 namespace tsnet {
 
@@ -201,8 +202,10 @@ size_t UdpResponder::Answer(const uint8_t* q, size_t n, const sockaddr_storage& 
 }
 
 void UdpResponder::Loop() {
-  std::vector<uint8_t> inBufs(kBatch * kMaxDatagram);
-  std::vector<uint8_t> outBufs(kBatch * kOurUdpSize);
+  // Left uninitialised on purpose: the kernel touches only the pages a batch fills, so an idle
+  // listener (one per network and address) costs next to no resident memory.
+  std::unique_ptr<uint8_t[]> inBufs(new uint8_t[kBatch * kMaxDatagram]);
+  std::unique_ptr<uint8_t[]> outBufs(new uint8_t[kBatch * kOurUdpSize]);
   mmsghdr inMsgs[kBatch], outMsgs[kBatch];
   iovec inIov[kBatch], outIov[kBatch];
   sockaddr_storage from[kBatch];
@@ -218,7 +221,7 @@ void UdpResponder::Loop() {
   while (reader_.WaitReadable()) {
     for (;;) {
       for (size_t i = 0; i < kBatch; i++) {
-        inIov[i] = {inBufs.data() + i * kMaxDatagram, kMaxDatagram};
+        inIov[i] = {inBufs.get() + i * kMaxDatagram, kMaxDatagram};
         std::memset(&inMsgs[i], 0, sizeof(mmsghdr));
         inMsgs[i].msg_hdr.msg_iov = &inIov[i];
         inMsgs[i].msg_hdr.msg_iovlen = 1;
@@ -239,7 +242,7 @@ void UdpResponder::Loop() {
             dropped_++;
             continue;
           }
-          uint8_t* out = outBufs.data() + replies * kOurUdpSize;
+          uint8_t* out = outBufs.get() + replies * kOurUdpSize;
           size_t len = Answer(static_cast<uint8_t*>(inIov[i].iov_base), inMsgs[i].msg_len, from[i], out, kOurUdpSize);
           if (len == 0) continue;
           outIov[replies] = {out, len};
