@@ -64,7 +64,9 @@ export async function benchCni(opts: BenchOptions): Promise<BenchResult[]> {
     const reference = await run(n, `${REF}/bridge`, ref, { CNI_PATH: REF }, `${tag}r`);
     const row = (what: string, verb: 'add' | 'del', p: number, t: Timing): BenchResult => ({
       name: `cni: ${verb.toUpperCase()} p${p * 100} ms, ${what} (x${n})`,
-      ours: pct(t[verb], p), anchor: pct(reference[verb], p), higherIsBetter: false, target: what === 'daemon' && p === 0.5 ? 2 : 1,
+      // The issue's target is for the daemon (p50 at most 0.5x the reference's); standalone
+      // figures are to be reported (each call starts Node, ~100 ms on its own here).
+      ours: pct(t[verb], p), anchor: pct(reference[verb], p), higherIsBetter: false, target: what === 'standalone' ? null : p === 0.5 ? 2 : 1,
       anchorCommand: `${REF}/bridge with host-local, ipMasq true (same namespaces count, same machine)`,
     });
     return [

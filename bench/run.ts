@@ -50,8 +50,8 @@ async function main(): Promise<void> {
       ours: r.ours === null ? 'n/a' : r.ours.toFixed(1),
       anchor: r.anchor === null ? 'n/a' : r.anchor.toFixed(1),
       ratio: x === null ? 'n/a' : `${x.toFixed(2)}x`,
-      target: `${r.target}x`,
-      met: x === null ? 'n/a' : x >= r.target ? 'yes' : 'no',
+      target: r.target === null ? 'report' : `${r.target}x`,
+      met: x === null || r.target === null ? 'n/a' : x >= r.target ? 'yes' : 'no',
     };
   });
   console.table(rows);

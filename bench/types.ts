@@ -8,8 +8,11 @@ export interface BenchResult {
   ours: number | null;
   anchor: number | null;
   higherIsBetter: boolean;
-  /** Required ratio ours/anchor (higherIsBetter) or anchor/ours, e.g. 20 for "20x faster". */
-  target: number;
+  /**
+   * Required ratio ours/anchor (higherIsBetter) or anchor/ours, e.g. 20 for "20x faster"; null
+   * where the issue asks only to report the figure.
+   */
+  target: number | null;
   anchorCommand: string;
   /** Why a figure is missing, when it is. */
   note?: string;
