@@ -261,6 +261,30 @@ describe('native responder table (UDP answers for local names)', () => {
     expect((await udpQuery(p, q('web')))!.answers![0]!.data).toBe('10.0.0.2');
   });
 
+  it('the table changes under a flood of queries: every answer is one the book held at some instant', async () => {
+    const flooder = createSocket('udp4');
+    await new Promise<void>((r) => flooder.bind(0, '127.0.0.1', r));
+    const seen: string[][] = [];
+    flooder.on('message', (m) => seen.push((decode(m).answers ?? []).map((a) => String(a.data)).sort()));
+    const until = Date.now() + 1500;
+    let flips = 0;
+    while (Date.now() < until) {
+      for (let i = 0; i < 50; i++) flooder.send(q('flip', 'A', { id: i }), p, '127.0.0.1');
+      // The name moves between one and two addresses, and away, while queries are in flight.
+      records.setEndpoint('n1', 'f1', { names: ['flip'], ipv4: '10.0.9.1' });
+      records.setEndpoint('n1', 'f2', { names: ['flip'], ipv4: '10.0.9.2' });
+      records.removeEndpoint('n1', 'f2');
+      if (flips++ % 3 === 2) records.removeEndpoint('n1', 'f1');
+      await new Promise((r) => setImmediate(r));
+    }
+    await new Promise((r) => setTimeout(r, 200));
+    flooder.close();
+    const valid = new Set(['10.0.9.1', '10.0.9.1,10.0.9.2', '203.0.113.7']); // the last: gone, so forwarded
+    expect(seen.length).toBeGreaterThan(1000);
+    expect(seen.filter((a) => !valid.has(a.join()))).toEqual([]);
+    expect(server.stats.fromTable).toBeGreaterThan(500);
+  });
+
   it('an IPv6 listener answers from its table too, and only clients inside its prefix', async () => {
     const p6 = port();
     const s6 = new DnsServer({ records, forwarder, port: p6 });
