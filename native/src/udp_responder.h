@@ -1,7 +1,7 @@
 // A UDP socket whose datagrams are read by a dedicated thread that answers the ones it can from a
 // table of ready-made answers (the resolver's own names) and hands every other datagram to
 // JavaScript. Why: a DNS reply through Node's dgram costs a libuv round trip, a Buffer and a
-// sendmsg per packet on the one JS thread, which capped the resolver near 25k queries/s; here a
+// sendmsg per packet on the one JS thread, which capped the resolver near 21k queries/s; here a
 // batch of queries costs one recvmmsg and one sendmmsg, off the JS thread.
 //
 // The table is keyed by the question as it is on the wire (lower-cased name, then type); values are
