@@ -10,7 +10,7 @@
 import { createServer, type Server, type Socket as TcpSocket } from 'node:net';
 import { ipToBig, parseSubnet, type Subnet } from '../ipam/subnet.js';
 import { containsIp } from '../ipam/subnet.js';
-import { UdpResponder, type ClientPrefix } from '../kernel/udp-responder.js';
+import { UdpResponder } from '../kernel/udp-responder.js';
 import { normalize, type Lookup, type RecordBook } from './records.js';
 import type { Forwarder } from './forward.js';
 import { frame } from './forward.js';
@@ -62,16 +62,6 @@ interface Listening {
   allowed: Map<string, boolean>;
 }
 
-/** A subnet as the native responder's client prefix. */
-function clientPrefix(cidr: string): ClientPrefix {
-  const [ip, bits] = cidr.split('/') as [string, string];
-  const { family, value } = ipToBig(ip);
-  const size = family === 4 ? 4 : 16;
-  const address = Buffer.alloc(size);
-  for (let i = size - 1, v = value; i >= 0; i--, v >>= 8n) address[i] = Number(v & 0xffn);
-  return { address, bits: Number(bits) };
-}
-
 export class DnsServer {
   private readonly nets = new Map<string, Listening>();
   private readonly counts = { queries: 0, local: 0, forwarded: 0, refused: 0, dropped: 0 };
@@ -118,7 +108,7 @@ export class DnsServer {
     const port = this.opts.port ?? 53;
     for (const addr of net.listen) {
       try {
-        await this.bindUdp(l, addr, port);
+        this.bindUdp(l, addr, port);
         l.tcp.push(await this.bindTcp(l, addr, port));
       } catch (e) {
         this.opts.log?.('warn', 'DNS listener could not bind', { network: net.id, address: addr, err: (e as Error).message });
@@ -145,16 +135,15 @@ export class DnsServer {
     this.unwatch();
   }
 
-  private async bindUdp(l: Listening, addr: string, port: number): Promise<UdpResponder> {
+  private bindUdp(l: Listening, addr: string, port: number): void {
     const u: UdpResponder = new UdpResponder(addr, port, (msg, address, from) => {
       void this.answer(l, msg, address, 'udp').then((out) => {
         if (out) u.send(out, address, from);
       });
     });
-    u.setClients(l.net.subnets.map(clientPrefix));
+    u.setClients(l.net.subnets);
     l.udp.push(u);
     this.fillTable(l, this.opts.records.owners(l.net.id));
-    return u;
   }
 
   /**

@@ -5,6 +5,7 @@
 
 import { KernelError } from './errors.js';
 import { isNativeError, native, type NativeUdpResponder } from './native.js';
+import { ipToBytes, parseCidr } from './nl/ip.js';
 
 export interface UdpResponderStats {
   /** Replies sent from the table. */
@@ -15,11 +16,6 @@ export interface UdpResponderStats {
   dropped: number;
 }
 
-/** A client prefix: queries from elsewhere never hit the table (the callback decides, and refuses). */
-export interface ClientPrefix {
-  address: Buffer; // 4 or 16 bytes
-  bits: number;
-}
 
 export class UdpResponder {
   private readonly sock: NativeUdpResponder;
@@ -48,8 +44,13 @@ export class UdpResponder {
     if (!this.closed) this.sock.setAnswer(key, records);
   }
 
-  setClients(prefixes: ClientPrefix[]): void {
-    if (!this.closed) this.sock.setClients(prefixes);
+  /** Client subnets ("ip/len"): queries from elsewhere never hit the table (the callback decides, and refuses). */
+  setClients(subnets: readonly string[]): void {
+    if (this.closed) return;
+    this.sock.setClients(subnets.map((cidr) => {
+      const { ip, prefixLen } = parseCidr(cidr);
+      return { address: ipToBytes(ip), bits: prefixLen };
+    }));
   }
 
   get port(): number {

@@ -6,7 +6,7 @@ import { ifaceSysctl, sysctlSet } from '../../kernel/sysctl.js';
 import type { Tx } from '../../core/tx.js';
 import type { DriverContext, EndpointSpec } from '../driver.js';
 import type { NetlinkHandle } from '../../kernel/netlink.js';
-import type { NetnsRef } from '../../kernel/types.js';
+import type { Link, NetnsRef } from '../../kernel/types.js';
 
 /** A bridge in the host namespace (a name), or in another namespace (a handle bound to it). */
 export type BridgeRef = string | { bridge: string; in: NetlinkHandle; netns: NetnsRef };
@@ -44,7 +44,7 @@ export async function attachVeth(ctx: DriverContext, where: BridgeRef, mtu: numb
     ...(ctx.ownedMac ? { mac: ctx.ownedMac() } : {}),
     peer: { name: containerIf, ...(mac ? { mac } : {}), ...(mtu ? { mtu } : {}), ...(ep.sandbox ? { netns: ep.sandbox.netns } : {}) },
   });
-  let made;
+  let made: Link | undefined;
   try {
     made = await create();
   } catch (e) {

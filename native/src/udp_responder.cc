@@ -82,11 +82,11 @@ UdpResponder::UdpResponder(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Ud
   uint32_t port = info[1].As<Napi::Number>().Uint32Value();
   if (port > 65535 || !ParseAddress(info[0].As<Napi::String>().Utf8Value(), static_cast<uint16_t>(port), &addr, &addrLen))
     throw Napi::TypeError::New(env, "not an IP address and port");
-  family_ = addr.ss_family;
+  const int family = addr.ss_family;
 
-  int fd = socket(family_, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+  int fd = socket(family, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
   if (fd < 0) throw Errno(env, errno, "socket");
-  if (family_ == AF_INET6) {
+  if (family == AF_INET6) {
     int one = 1;
     setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
   }

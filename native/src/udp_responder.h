@@ -48,7 +48,6 @@ class UdpResponder : public Napi::ObjectWrap<UdpResponder> {
   size_t Answer(const uint8_t* query, size_t len, const sockaddr_storage& from, uint8_t* out, size_t cap);
   bool ClientAllowed(const sockaddr_storage& from) const;
 
-  int family_ = AF_INET;
   SocketReader reader_;
 
   std::mutex mu_;  // guards table_ and clients_: written by JS, read by the reader per batch
