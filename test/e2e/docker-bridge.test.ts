@@ -17,6 +17,11 @@ describe.skipIf(!hasDocker)('docker + tsbridge (real dockerd)', () => {
   const outside = uniqueName('out');
   let outsideHost: { remove(): void } | undefined;
   const canPing = (c: string, target: string): boolean => ok('docker', ['exec', c, 'ping', '-c', '1', '-W', '2', target]);
+  /** Packet counts of the outside host's INPUT rules, by the source each rule names. */
+  const inputHits = (): ((src: string) => number) => {
+    const counters = run('ip', ['netns', 'exec', outside, 'iptables', '-L', 'INPUT', '-v', '-n', '-x']);
+    return (src) => Number(counters.split('\n').find((l) => l.includes(src))!.trim().split(/\s+/)[0]);
+  };
   const allocations = (): number => {
     const db = new Database(join(daemon.stateDir, 'tsnet.db'), { readonly: true });
     try {
@@ -91,8 +96,7 @@ describe.skipIf(!hasDocker)('docker + tsbridge (real dockerd)', () => {
     ip(outside, 'netns', 'exec', outside, 'iptables', '-I', 'INPUT', '-s', '198.18.231.1', '-p', 'icmp', '-j', 'ACCEPT');
     ip(outside, 'netns', 'exec', outside, 'iptables', '-I', 'INPUT', '-s', '10.231.60.0/24', '-p', 'icmp', '-j', 'ACCEPT');
     expect(canPing(c, '198.18.231.2')).toBe(true);
-    const counters = run('ip', ['netns', 'exec', outside, 'iptables', '-L', 'INPUT', '-v', '-n', '-x']);
-    const hits = (src: string): number => Number(counters.split('\n').find((l) => l.includes(src))!.trim().split(/\s+/)[0]);
+    const hits = inputHits();
     expect(hits('198.18.231.1')).toBeGreaterThan(0);
     expect(hits('10.231.60.0/24')).toBe(0);
   });
@@ -135,6 +139,47 @@ describe.skipIf(!hasDocker)('docker + tsbridge (real dockerd)', () => {
     docker('network', 'disconnect', n2, c);
     expect(ok('docker', ['exec', c, 'ip', 'link', 'show', 'eth1'])).toBe(false);
     expect(canPing(c, '10.231.80.1')).toBe(true);
+  });
+
+  it('bridge options act on the datapath: name, MTU, icc off, masquerade off', () => {
+    const bridge = uniqueName('br');
+    const n = net([
+      '--ipam-driver', 'tsipam', '--subnet', '10.231.110.0/24',
+      '-o', `com.docker.network.bridge.name=${bridge}`,
+      '-o', 'com.docker.network.driver.mtu=1400',
+      '-o', 'com.docker.network.bridge.enable_icc=false',
+      '-o', 'com.docker.network.bridge.enable_ip_masquerade=false',
+    ]);
+    const a = ctr(n);
+    const b = ctr(n);
+    expect(run('ip', ['-br', 'addr', 'show', 'dev', bridge])).toContain('10.231.110.1/24');
+    expect(docker('exec', a, 'cat', '/sys/class/net/eth0/mtu')).toBe('1400');
+    // icc off: the gateway answers, the neighbour on the same bridge does not.
+    expect(canPing(a, '10.231.110.1')).toBe(true);
+    expect(canPing(a, docker('inspect', '-f', '{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}', b))).toBe(false);
+    // Masquerade off: the outside host (whose default route is this host) sees the container's
+    // own address, never the host's.
+    ip(outside, 'netns', 'exec', outside, 'iptables', '-I', 'INPUT', '-s', '198.18.231.1', '-p', 'icmp', '-j', 'ACCEPT');
+    ip(outside, 'netns', 'exec', outside, 'iptables', '-I', 'INPUT', '-s', '10.231.110.0/24', '-p', 'icmp', '-j', 'ACCEPT');
+    ip(outside, 'netns', 'exec', outside, 'iptables', '-Z', 'INPUT');
+    expect(canPing(a, '198.18.231.2')).toBe(true);
+    const hits = inputHits();
+    expect(hits('10.231.110.0/24')).toBeGreaterThan(0);
+    expect(hits('198.18.231.1')).toBe(0);
+    expect(run('iptables', ['-t', 'nat', '-S'])).not.toContain('10.231.110.0/24');
+  });
+
+  // (--mac-address with --network needs API 1.44; this dockerd speaks 1.41.)
+  it('address requests are honoured: --ip-range, --aux-address', () => {
+    const n = net(['--ipam-driver', 'tsipam', '--subnet', '10.231.111.0/24', '--ip-range', '10.231.111.64/28', '--aux-address', 'printer=10.231.111.65']);
+    const addrs = [ctr(n), ctr(n), ctr(n)].map((x) => docker('inspect', '-f', '{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}', x));
+    for (const a of addrs) {
+      const last = Number(a.split('.')[3]);
+      expect(a.startsWith('10.231.111.')).toBe(true);
+      expect(last >= 64 && last < 80).toBe(true);
+      expect(a).not.toBe('10.231.111.65');
+    }
+    expect(new Set(addrs).size).toBe(3);
   });
 
   it('an overlapping subnet is refused clearly and leaves nothing', () => {
