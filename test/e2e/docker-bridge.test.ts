@@ -4,7 +4,7 @@
 import Database from 'better-sqlite3';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { docker, DockerScene, ensureDocker, makeOutsideHost, startTsnet, type TsnetDaemon } from '../helpers/docker.js';
+import { docker, DockerScene, ensureDocker, IMAGE, makeOutsideHost, startTsnet, type TsnetDaemon } from '../helpers/docker.js';
 import { ip, isRoot, linkNames, ok, run, uniqueName } from '../helpers/sys.js';
 
 const hasDocker = isRoot && ok('which', ['dockerd']);
@@ -169,7 +169,18 @@ describe.skipIf(!hasDocker)('docker + tsbridge (real dockerd)', () => {
     expect(run('iptables', ['-t', 'nat', '-S'])).not.toContain('10.231.110.0/24');
   });
 
-  // (--mac-address with --network needs API 1.44; this dockerd speaks 1.41.)
+  it('a requested MAC address is the container interface’s (API 1.41 Config.MacAddress)', () => {
+    // The CLI here (28.x) sends --mac-address with --network only to API >= 1.44; this dockerd
+    // speaks 1.41, so the container is created through the API as a 1.41 client would.
+    const n = net(['--ipam-driver', 'tsipam', '--subnet', '10.231.112.0/24']);
+    const name = scene.track(uniqueName('mac'));
+    const body = JSON.stringify({ Image: IMAGE, Cmd: ['sleep', '600'], MacAddress: '02:42:0a:e7:70:aa', HostConfig: { NetworkMode: n } });
+    run('curl', ['-sf', '--unix-socket', '/var/run/docker.sock', '-H', 'Content-Type: application/json', '-d', body, `http://x/v1.41/containers/create?name=${name}`]);
+    docker('start', name);
+    expect(docker('exec', name, 'cat', '/sys/class/net/eth0/address')).toBe('02:42:0a:e7:70:aa');
+    expect(canPing(name, '10.231.112.1')).toBe(true);
+  });
+
   it('address requests are honoured: --ip-range, --aux-address', () => {
     const n = net(['--ipam-driver', 'tsipam', '--subnet', '10.231.111.0/24', '--ip-range', '10.231.111.64/28', '--aux-address', 'printer=10.231.111.65']);
     const addrs = [ctr(n), ctr(n), ctr(n)].map((x) => docker('inspect', '-f', '{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}', x));
