@@ -26,6 +26,7 @@ import { DEFAULT_API_SOCKET, startApiSocket, startMetricsListener } from '../api
 import { readInventory } from './inventory.js';
 import { Metrics } from './metrics.js';
 import { TSNET_VERSION } from './version.js';
+import { claimNamespace } from './namespace-claim.js';
 
 export interface DaemonOptions {
   pluginDir: string;
@@ -72,7 +73,29 @@ export interface Daemon {
   stop(): Promise<void>;
 }
 
+/**
+ * Starts the daemon once this network namespace is claimed for it (core/namespace-claim.ts): a
+ * second daemon here is refused before it touches the store or the kernel.
+ */
 export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
+  const claim = await claimNamespace(opts.stateDir);
+  let daemon: Daemon;
+  try {
+    daemon = await startServices(opts);
+  } catch (e) {
+    await claim.release();
+    throw e;
+  }
+  return {
+    ...daemon,
+    async stop() {
+      await daemon.stop();
+      await claim.release();
+    },
+  };
+}
+
+async function startServices(opts: DaemonOptions): Promise<Daemon> {
   const log = pino({ level: opts.logLevel });
   const store = new SqliteStore(join(opts.stateDir, 'tsnet.db'));
   const host = await NetlinkHandle.open();

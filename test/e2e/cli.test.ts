@@ -138,6 +138,24 @@ describe.skipIf(!canRun)('tsnet CLI, metrics and doctor', () => {
     expect(r.err).toMatch(/loopback/);
   });
 
+  it('a second daemon in the same network namespace is refused, naming the first; the first is untouched', () => {
+    const other = mkdtempSync(join(tmpdir(), 'tsnt-second-'));
+    try {
+      const chainsBefore = run('ip', ['netns', 'exec', h.ns, 'iptables', '-t', 'nat', '-S']);
+      const r = spawnSync('nsenter', [`--net=/run/netns/${h.ns}`, process.execPath, TSNET, '--state-dir', other, '--api-socket', join(other, 'api.sock'),
+        'serve', '--plugin-dir', join(other, 'plugins'), '--cni-socket', join(other, 'cni.sock')], { encoding: 'utf8', timeout: 60_000 });
+      expect(r.status).not.toBe(0);
+      expect(r.stderr).toMatch(new RegExp(`another tsnet daemon \\(pid ${h.pid}, state ${h.stateDir}\\) already runs in this network namespace`));
+      // Refused before it touched anything: no store, no sockets, the first daemon's rules as they were.
+      expect(ok('test', ['-e', join(other, 'tsnet.db')])).toBe(false);
+      expect(ok('test', ['-e', join(other, 'plugins')])).toBe(false);
+      expect(run('ip', ['netns', 'exec', h.ns, 'iptables', '-t', 'nat', '-S'])).toBe(chainsBefore);
+      expect(json(['network', 'ls']).map((n: { name: string }) => n.name)).toContain('clia');
+    } finally {
+      rmSync(other, { recursive: true, force: true });
+    }
+  });
+
   it('doctor: a healthy host passes; each planted problem is found with what to do', async () => {
     const healthy = json(['doctor', '--docker-socket', join(h.dir, 'none.sock'), '--plugin-dir', h.pluginDir, '--cluster-store', lab.etcdUrl]);
     const byId = (fs: Array<{ id: string; level: string }>, id: string): string[] => fs.filter((f) => f.id === id).map((f) => f.level);
