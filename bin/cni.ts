@@ -3,9 +3,12 @@
 // per type by `tsnet cni install`). The protocol lives in cni/dispatch.ts.
 
 import { readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
 import { pino } from 'pino';
 import { runCni, type PluginType } from '../cni/dispatch.js';
+import { CNI_CODES, CniError } from '../cni/types.js';
 import { openCniRuntime } from '../core/cni-runtime.js';
+import { askHolder } from '../core/namespace-claim.js';
 
 const type = (process.argv[2] ?? '') as PluginType;
 if (!['tsbridge', 'tsipam', 'tsmacvlan', 'tsoverlay'].includes(type)) {
@@ -23,7 +26,15 @@ try {
 const log = pino({ level: process.env.TSNET_LOG_LEVEL ?? 'warn' }, pino.destination(2));
 let close: (() => Promise<void>) | undefined;
 process.exitCode = await runCni(type, { env: process.env, stdin, out: (t) => process.stdout.write(t) }, async () => {
-  const rt = await openCniRuntime(process.env.TSNET_STATE_DIR ?? '/var/lib/tsnet', log);
+  const stateDir = resolve(process.env.TSNET_STATE_DIR ?? '/var/lib/tsnet');
+  // Standalone beside a daemon of another store would render the TSNET chains from this store
+  // and wipe the daemon's rules (core/namespace-claim.ts). The daemon of the same store is fine:
+  // it sent this call here, or is not reachable on its CNI socket.
+  const daemon = await askHolder(1_000);
+  if (daemon && resolve(daemon.stateDir) !== stateDir) {
+    throw new CniError(CNI_CODES.INVALID_ENV, `a tsnet daemon (pid ${daemon.pid}, state ${daemon.stateDir}) runs in this network namespace; TSNET_STATE_DIR=${stateDir} would overwrite its firewall chains: leave TSNET_STATE_DIR unset or point it at ${daemon.stateDir}`);
+  }
+  const rt = await openCniRuntime(stateDir, log);
   close = rt.close;
   return rt;
 });

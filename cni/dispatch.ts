@@ -80,6 +80,7 @@ export async function runCni(type: PluginType, io: CniIo, runtime: () => Promise
     try {
       rt = await runtime();
     } catch (e) {
+      if (e instanceof CniError) throw e;
       throw new CniError(command === 'STATUS' ? CNI_CODES.NOT_AVAILABLE : CNI_CODES.TRY_AGAIN, `tsnet is not available: ${(e as Error).message}`);
     }
     if (type === 'tsipam') {

@@ -5,7 +5,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { cleanNamespacesAfterEach, makeNs, removeNs } from '../helpers/netns.js';
+import { cleanNamespacesAfterEach, makeHostNs, makeNs, removeNs } from '../helpers/netns.js';
 import { ipJson, isRoot, linkNames, ok, ping, run, uniqueName } from '../helpers/sys.js';
 
 const CNI_BIN = '/usr/lib/cni';
@@ -13,6 +13,8 @@ const ROOT = new URL('../../', import.meta.url).pathname;
 const hasRefPlugins = ok('test', ['-x', `${CNI_BIN}/portmap`]);
 
 let stateDir: string;
+// The plugins run in a namespace of their own as "the host" (see makeHostNs).
+let host: ReturnType<typeof makeHostNs>;
 
 interface Invocation {
   code: number;
@@ -21,7 +23,7 @@ interface Invocation {
 }
 
 function cni(type: string, command: string, conf: object | string, env: Record<string, string> = {}): Invocation {
-  const r = spawnSync(process.execPath, [join(ROOT, 'dist/bin/cni.js'), type], {
+  const r = spawnSync(...host.argv(process.execPath, [join(ROOT, 'dist/bin/cni.js'), type]), {
     input: typeof conf === 'string' ? conf : JSON.stringify(conf),
     encoding: 'utf8',
     env: { PATH: process.env.PATH, TSNET_STATE_DIR: stateDir, CNI_COMMAND: command, CNI_PATH: CNI_BIN, ...env },
@@ -36,7 +38,7 @@ function cni(type: string, command: string, conf: object | string, env: Record<s
 }
 
 function refPlugin(type: string, command: string, conf: object, env: Record<string, string>): Invocation {
-  const r = spawnSync(`${CNI_BIN}/${type}`, [], { input: JSON.stringify(conf), encoding: 'utf8', env: { PATH: process.env.PATH, CNI_COMMAND: command, CNI_PATH: CNI_BIN, ...env } });
+  const r = spawnSync(...host.argv(`${CNI_BIN}/${type}`, []), { input: JSON.stringify(conf), encoding: 'utf8', env: { PATH: process.env.PATH, CNI_COMMAND: command, CNI_PATH: CNI_BIN, ...env } });
   return { code: r.status ?? -1, out: r.stdout ? JSON.parse(r.stdout) : undefined, raw: r.stdout + r.stderr };
 }
 
@@ -51,8 +53,12 @@ describe.skipIf(!isRoot)('CNI conformance (tsbridge, tsipam)', () => {
   cleanNamespacesAfterEach();
   beforeAll(() => {
     stateDir = mkdtempSync(join(tmpdir(), 'tsnt-cni-'));
+    host = makeHostNs('cnih');
   });
-  afterAll(() => rmSync(stateDir, { recursive: true, force: true }));
+  afterAll(() => {
+    host.remove();
+    rmSync(stateDir, { recursive: true, force: true });
+  });
 
   it('VERSION answers in the version asked and lists 0.3.0 … 1.1.0', () => {
     for (const v of ['0.3.1', '0.4.0', '1.0.0', '1.1.0']) {
@@ -87,7 +93,7 @@ describe.skipIf(!isRoot)('CNI conformance (tsbridge, tsipam)', () => {
       expect(del.code, del.raw).toBe(0);
       expect(del.out).toBeUndefined(); // DEL prints nothing on success
     }
-    expect(linkNames()).not.toContain(conf.bridge); // the network went with its last attachment
+    expect(linkNames(host.name)).not.toContain(conf.bridge); // the network went with its last attachment
   });
 
   it('error codes: 1 version, 4 environment, 6 decoding, 7 configuration, 50 status', () => {
@@ -114,7 +120,7 @@ describe.skipIf(!isRoot)('CNI conformance (tsbridge, tsipam)', () => {
     } finally {
       stateDir = saved;
     }
-    expect(linkNames().filter((l) => l.startsWith('tsv'))).toEqual([]);
+    expect(linkNames(host.name).filter((l) => l.startsWith('tsv'))).toEqual([]);
   });
 
   it('DEL is idempotent: twice, without netns, after the netns is gone, and for something never added', () => {
@@ -126,7 +132,7 @@ describe.skipIf(!isRoot)('CNI conformance (tsbridge, tsipam)', () => {
     expect(cni('tsbridge', 'DEL', conf, attach(ns, 'dd')).code).toBe(0);
     expect(cni('tsbridge', 'DEL', conf, { CNI_CONTAINERID: 'dd', CNI_IFNAME: 'eth0' }).code).toBe(0);
     expect(cni('tsbridge', 'DEL', conf, { CNI_CONTAINERID: 'never', CNI_IFNAME: 'eth0' }).code).toBe(0);
-    expect(linkNames()).not.toContain(conf.bridge);
+    expect(linkNames(host.name)).not.toContain(conf.bridge);
   });
 
   it('ADD twice for the same container and ifname fails clearly and leaves the first alone', () => {
@@ -163,7 +169,7 @@ describe.skipIf(!isRoot)('CNI conformance (tsbridge, tsipam)', () => {
     const { spawn } = await import('node:child_process');
     const runAsync = (command: string, ns: { path: string }, id: string): Promise<Invocation> =>
       new Promise((resolve) => {
-        const p = spawn(process.execPath, [join(ROOT, 'dist/bin/cni.js'), 'tsbridge'], {
+        const p = spawn(...host.argv(process.execPath, [join(ROOT, 'dist/bin/cni.js'), 'tsbridge']), {
           env: { PATH: process.env.PATH, TSNET_STATE_DIR: stateDir, CNI_COMMAND: command, CNI_PATH: CNI_BIN, CNI_CONTAINERID: id, CNI_NETNS: ns.path, CNI_IFNAME: 'eth0' },
         });
         let out = '';
@@ -177,7 +183,7 @@ describe.skipIf(!isRoot)('CNI conformance (tsbridge, tsipam)', () => {
     expect(new Set(addrs).size).toBe(50);
     const dels = await Promise.all(nss.map((ns, i) => runAsync('DEL', ns, `par${i}`)));
     for (const r of dels) expect(r.code, r.raw).toBe(0);
-    expect(linkNames()).not.toContain(conf.bridge);
+    expect(linkNames(host.name)).not.toContain(conf.bridge);
   }, 120_000);
 
   it('GC frees attachments that are no longer valid, and only those', () => {
@@ -237,7 +243,7 @@ describe.skipIf(!isRoot)('CNI conformance (tsbridge, tsipam)', () => {
     const ns = makeNs('mm');
     const { spawn } = await import('node:child_process');
     const add = (conf: object, ifName: string): Promise<number> => new Promise((resolve) => {
-      const p = spawn(process.execPath, [join(ROOT, 'dist/bin/cni.js'), 'tsbridge'], {
+      const p = spawn(...host.argv(process.execPath, [join(ROOT, 'dist/bin/cni.js'), 'tsbridge']), {
         env: { PATH: process.env.PATH, TSNET_STATE_DIR: stateDir, CNI_COMMAND: 'ADD', CNI_PATH: CNI_BIN, CNI_CONTAINERID: 'multi', CNI_NETNS: ns.path, CNI_IFNAME: ifName },
       });
       p.on('exit', (code) => resolve(code ?? -1));
@@ -261,7 +267,7 @@ describe.skipIf(!isRoot)('CNI conformance (tsbridge, tsipam)', () => {
     const pmAdd = refPlugin('portmap', 'ADD', pm, attach(ns, 'chain'));
     expect(pmAdd.code, pmAdd.raw).toBe(0);
     expect(pmAdd.out.ips).toEqual(add.out.ips); // our result passed through the chain
-    expect(run('iptables', ['-t', 'nat', '-S'])).toContain('--dport 18555');
+    expect(run('ip', ['netns', 'exec', host.name, 'iptables', '-t', 'nat', '-S'])).toContain('--dport 18555');
     expect(refPlugin('portmap', 'DEL', pm, attach(ns, 'chain')).code).toBe(0);
     // And before the reference tuning plugin, which changes a sysctl inside the container.
     const tuning = { cniVersion: '1.0.0', name, type: 'tuning', sysctl: { 'net.ipv4.conf.eth0.arp_ignore': '1' }, prevResult: add.out };
@@ -283,7 +289,7 @@ describe.skipIf(!isRoot)('CNI conformance (tsbridge, tsipam)', () => {
       expect(rb.out.ips[0]).toMatchObject({ address: '10.245.25.2/24', gateway: '10.245.25.1' });
       expect(refPlugin('bridge', 'DEL', brConf, env).code).toBe(0);
     } finally {
-      run('ip', ['link', 'del', brConf.bridge], { allowFail: true }); // the reference bridge leaves its bridge
+      run('ip', ['-n', host.name, 'link', 'del', brConf.bridge], { allowFail: true }); // the reference bridge leaves its bridge
       rmSync(wrapperDir, { recursive: true, force: true });
     }
   });

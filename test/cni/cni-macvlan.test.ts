@@ -6,7 +6,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { cleanNamespacesAfterEach, makeNs } from '../helpers/netns.js';
+import { cleanNamespacesAfterEach, makeHostNs, makeNs } from '../helpers/netns.js';
 import { isRoot, ok, ping, run, uniqueName } from '../helpers/sys.js';
 
 const ROOT = new URL('../../', import.meta.url).pathname;
@@ -16,9 +16,11 @@ describe.skipIf(!isRoot)('CNI tsmacvlan', () => {
   let stateDir: string;
   const lan = uniqueName('ml');
   const parent = uniqueName('mp');
+  // The plugin runs in a namespace of its own as "the host" (see makeHostNs); the parent is there.
+  let host: ReturnType<typeof makeHostNs>;
 
   const cni = (command: string, conf: object, env: Record<string, string>) => {
-    const r = spawnSync(process.execPath, [join(ROOT, 'dist/bin/cni.js'), 'tsmacvlan'], {
+    const r = spawnSync(...host.argv(process.execPath, [join(ROOT, 'dist/bin/cni.js'), 'tsmacvlan']), {
       input: JSON.stringify(conf), encoding: 'utf8',
       env: { PATH: process.env.PATH, TSNET_STATE_DIR: stateDir, CNI_COMMAND: command, CNI_PATH: '/usr/lib/cni', ...env },
     });
@@ -30,13 +32,14 @@ describe.skipIf(!isRoot)('CNI tsmacvlan', () => {
 
   beforeAll(() => {
     stateDir = mkdtempSync(join(tmpdir(), 'tsnt-mvc-'));
+    host = makeHostNs('mvh');
     run('ip', ['netns', 'add', lan]);
-    run('ip', ['link', 'add', parent, 'type', 'veth', 'peer', 'name', 'uplink', 'netns', lan]);
-    run('ip', ['link', 'set', parent, 'up']);
+    run('ip', ['-n', host.name, 'link', 'add', parent, 'type', 'veth', 'peer', 'name', 'uplink', 'netns', lan]);
+    run('ip', ['-n', host.name, 'link', 'set', parent, 'up']);
     for (const a of [['link', 'add', 'lanbr', 'type', 'bridge'], ['link', 'set', 'uplink', 'master', 'lanbr'], ['link', 'set', 'uplink', 'up'], ['link', 'set', 'lanbr', 'up'], ['addr', 'add', '10.254.9.1/24', 'dev', 'lanbr']]) run('ip', ['-n', lan, ...a]);
   });
   afterAll(() => {
-    run('ip', ['link', 'del', parent], { allowFail: true });
+    host.remove();
     run('ip', ['netns', 'del', lan], { allowFail: true });
     rmSync(stateDir, { recursive: true, force: true });
   });
@@ -76,8 +79,7 @@ describe.skipIf(!isRoot)('CNI tsmacvlan', () => {
     expect(ping(a.name, '10.254.9.1')).toBe(true);
     expect(ping(a.name, rb.out.ips[0].address.split('/')[0])).toBe(false);
     for (const [ns, id] of [[a, 'pva'], [b, 'pvb']] as const) cni('DEL', c, { CNI_CONTAINERID: id, CNI_NETNS: ns.path, CNI_IFNAME: 'eth0' });
-    // Only macvlans are compared: other test files create and remove veths on the host meanwhile.
-    const macvlans = (): string => run('ip', ['-o', 'link', 'show', 'type', 'macvlan']);
+    const macvlans = (): string => run('ip', ['-n', host.name, '-o', 'link', 'show', 'type', 'macvlan']);
     const before = macvlans();
     const bad = cni('ADD', { ...c, master: 'tsntnothere0' }, { CNI_CONTAINERID: 'bad', CNI_NETNS: a.path, CNI_IFNAME: 'eth0' });
     expect(bad.out).toMatchObject({ code: 7, msg: expect.stringMatching(/does not exist/) });

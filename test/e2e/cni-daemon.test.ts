@@ -66,17 +66,26 @@ describe.skipIf(!hasCurl)('CNI plugins with the daemon running', () => {
     expect(linkNames()).not.toContain(conf.bridge);
   });
 
-  it('a call configured for another state directory runs standalone instead', () => {
+  it('another state directory beside the daemon is refused (its chains would be overwritten); the same one may run standalone', () => {
     const other = mkdtempSync(join(tmpdir(), 'tsnt-other-'));
     const otherConf = { ...conf, bridge: `${conf.bridge.slice(0, 12)}o`, ipam: { type: 'tsipam', subnet: '10.247.2.0/24' } };
     const ns = makeNs('fo');
     try {
-      const r = invoke('ADD', { CNI_CONTAINERID: 'other', CNI_NETNS: ns.path, CNI_IFNAME: 'eth0' }, other, otherConf);
-      expect(r.code, r.raw).toBe(0);
-      expect(run('sh', ['-c', `ls ${other}`])).toContain('tsnet.db');
-      expect(r.out.ips[0].address).toBe('10.247.2.2/24');
+      const natBefore = run('iptables', ['-t', 'nat', '-S']);
+      for (const command of ['ADD', 'DEL']) {
+        const r = invoke(command, { CNI_CONTAINERID: 'other', CNI_NETNS: ns.path, CNI_IFNAME: 'eth0' }, other, otherConf);
+        expect(r.code).toBe(1);
+        expect(r.out).toMatchObject({ code: 4, msg: expect.stringContaining(`a tsnet daemon (pid ${daemon.proc.pid}, state ${daemon.stateDir}) runs in this network namespace`) });
+      }
+      expect(run('sh', ['-c', `ls -A ${other}`])).toBe('');
+      expect(linkNames()).not.toContain(otherConf.bridge);
+      expect(run('iptables', ['-t', 'nat', '-S'])).toBe(natBefore);
+      // The daemon's own store, with its CNI socket out of reach: standalone, and allowed.
+      const env = { CNI_CONTAINERID: 'same', CNI_NETNS: ns.path, CNI_IFNAME: 'eth0', TSNET_CNI_SOCKET: '/nonexistent' };
+      const same = invoke('ADD', env);
+      expect(same.code, same.raw).toBe(0);
+      expect(invoke('DEL', env).code).toBe(0);
     } finally {
-      expect(invoke('DEL', { CNI_CONTAINERID: 'other', CNI_NETNS: ns.path, CNI_IFNAME: 'eth0' }, other, otherConf).code).toBe(0);
       rmSync(other, { recursive: true, force: true });
     }
   });

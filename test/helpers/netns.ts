@@ -31,3 +31,22 @@ export function cleanNamespacesAfterEach(): void {
     for (const name of [...live]) removeNs(name);
   });
 }
+
+/**
+ * A namespace standing in for the host, for plugins run directly (CNI standalone): their bridges,
+ * routes and iptables chains go there, never to the real host, and a tsnet daemon of another
+ * test running on the real host is not disturbed. `argv` wraps a command to run inside it
+ * (nsenter --net only: the mount namespace, and so /run/netns, stays the caller's).
+ */
+export function makeHostNs(tag = 'h'): TestNs & { argv(cmd: string, args: string[]): [string, string[]]; remove(): void } {
+  const name = uniqueName(tag);
+  run('ip', ['netns', 'add', name]);
+  run('ip', ['-n', name, 'link', 'set', 'lo', 'up']);
+  const path = `/run/netns/${name}`;
+  return {
+    name,
+    path,
+    argv: (cmd, args) => ['nsenter', [`--net=${path}`, cmd, ...args]],
+    remove: () => run('ip', ['netns', 'del', name], { allowFail: true }),
+  };
+}
