@@ -4,7 +4,7 @@
 
 import { existsSync } from 'node:fs';
 import { request } from 'node:http';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { forwardChain, iptablesBackend, IptablesFirewall } from '../kernel/firewall/iptables.js';
 import { NetlinkHandle } from '../kernel/netlink.js';
 import { createNetns, deleteNetns } from '../kernel/netns.js';
@@ -13,6 +13,7 @@ import type { LinkSpec } from '../kernel/types.js';
 import { overlaps, parseSubnet } from '../ipam/subnet.js';
 import { SqliteStore } from '../store/sqlite-store.js';
 import { readInventory, type Inventory } from './inventory.js';
+import { askHolder } from './namespace-claim.js';
 import { linkOwnedBy } from './owner.js';
 import { NetworkService, hasGatewayBridge, recordedLinkNames } from './network-service.js';
 
@@ -138,6 +139,14 @@ async function sockets(o: DoctorOptions): Promise<Finding[]> {
   out.push(apiUp
     ? { id: 'daemon.api', level: 'ok', title: `daemon answers on ${o.apiSocket}` }
     : { id: 'daemon.api', level: 'warn', title: `no daemon answers on ${o.apiSocket}`, fix: 'start the daemon; without it CNI calls run standalone and the resolvers are down' });
+  // One daemon per network namespace (core/namespace-claim.ts): a daemon of another store here
+  // would own the TSNET chains, and this store's networks would lose their rules.
+  const holder = await askHolder();
+  if (holder && resolve(holder.stateDir) !== resolve(o.stateDir)) {
+    out.push({ id: 'daemon.claim', level: 'error', title: `the tsnet daemon here (pid ${holder.pid}) serves another store: ${holder.stateDir}`, detail: `this store is ${o.stateDir}; its networks get no firewall rules from that daemon`, fix: `run doctor with --state-dir ${holder.stateDir}, or stop that daemon (a managed plugin beside tsnet serve?) and start this store's` });
+  } else {
+    out.push({ id: 'daemon.claim', level: 'ok', title: holder ? `the daemon here (pid ${holder.pid}) serves this store` : 'no other tsnet daemon claims this network namespace' });
+  }
   const docker = await httpCall({ socketPath: o.dockerSocket, path: '/_ping', method: 'GET' }).then((r) => r.status === 200 && r.body === 'OK', () => false);
   out.push(docker
     ? { id: 'docker.reachable', level: 'ok', title: `Docker answers on ${o.dockerSocket}` }

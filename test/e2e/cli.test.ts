@@ -159,11 +159,21 @@ describe.skipIf(!canRun)('tsnet CLI, metrics and doctor', () => {
   it('doctor: a healthy host passes; each planted problem is found with what to do', async () => {
     const healthy = json(['doctor', '--docker-socket', join(h.dir, 'none.sock'), '--plugin-dir', h.pluginDir, '--cluster-store', lab.etcdUrl]);
     const byId = (fs: Array<{ id: string; level: string }>, id: string): string[] => fs.filter((f) => f.id === id).map((f) => f.level);
-    for (const id of ['kernel.veth', 'kernel.bridge', 'kernel.vxlan', 'kernel.macvlan', 'iptables.backend', 'iptables.forward', 'sysctl.ip_forward', 'plugins.sockets', 'daemon.api', 'etcd.reachable', 'subnet.overlap', 'leaks.links', 'leaks.iptables', 'mtu.overlay']) {
+    for (const id of ['kernel.veth', 'kernel.bridge', 'kernel.vxlan', 'kernel.macvlan', 'iptables.backend', 'iptables.forward', 'sysctl.ip_forward', 'plugins.sockets', 'daemon.api', 'daemon.claim', 'etcd.reachable', 'subnet.overlap', 'leaks.links', 'leaks.iptables', 'mtu.overlay']) {
       expect(byId(healthy, id), id).toEqual(['ok']);
     }
     expect(byId(healthy, 'docker.reachable')).toEqual(['warn']); // no dockerd for this host
     expect(tsnet(['doctor', '--docker-socket', join(h.dir, 'none.sock'), '--plugin-dir', h.pluginDir]).code).toBe(0);
+    // Doctor for another store, with this daemon up: that store's networks get no rules from it.
+    const other = mkdtempSync(join(tmpdir(), 'tsnt-docstate-'));
+    try {
+      const d = spawnSync('nsenter', [`--net=/run/netns/${h.ns}`, process.execPath, TSNET, '--json', '--state-dir', other, '--api-socket', h.apiSocket,
+        'doctor', '--docker-socket', join(h.dir, 'none.sock'), '--plugin-dir', h.pluginDir], { encoding: 'utf8', timeout: 60_000 });
+      const claim = (JSON.parse(d.stdout) as Array<{ id: string; level: string; title: string; fix?: string }>).find((f) => f.id === 'daemon.claim');
+      expect(claim).toMatchObject({ level: 'error', title: expect.stringContaining(`serves another store: ${h.stateDir}`), fix: expect.stringContaining(`--state-dir ${h.stateDir}`) });
+    } finally {
+      rmSync(other, { recursive: true, force: true });
+    }
 
     // An overlay network, then the underlay MTU lowered below what it needs.
     const ovl = lab.cni(h, 'ADD', { cniVersion: '1.1.0', name: 'clio', type: 'tsoverlay', ipam: { type: 'tsipam', subnet: '10.96.9.0/24' } }, `${P}cl4`);
