@@ -4,7 +4,8 @@
 
 import { NetError } from '../../kernel/errors.js';
 import { NetlinkHandle } from '../../kernel/netlink.js';
-import { ifaceSysctl, sysctlSet } from '../../kernel/sysctl.js';
+import { sysctlSet } from '../../kernel/sysctl.js';
+import { containerIpv6Setting } from './veth.js';
 import type { NetnsRef } from '../../kernel/types.js';
 
 export interface SandboxPlan {
@@ -16,6 +17,11 @@ export interface SandboxPlan {
   gateway6?: string;
   defaultRoute: boolean;
   routes: Array<{ dst: string; gw?: string }>;
+  /**
+   * Set the interface's IPv6 sysctl here (veth.ts containerIpv6Setting). Always for an interface
+   * moved in; one made inside needs it unless its maker set it (attachVeth does).
+   */
+  ipv6Sysctl?: boolean;
 }
 
 export async function applyInSandbox(host: NetlinkHandle, netns: NetnsRef, plan: SandboxPlan): Promise<{ mac?: string; mtu: number }> {
@@ -26,8 +32,10 @@ export async function applyInSandbox(host: NetlinkHandle, netns: NetnsRef, plan:
     }
     await host.linkSet({ name: plan.hostSideName }, { netns });
     await c.linkSet({ name: plan.hostSideName }, { name: plan.ifName });
-    // Addresses must be usable at once: no duplicate address detection on a fresh veth.
-    await sysctlSet(netns, ifaceSysctl('ipv6', plan.ifName, 'accept_dad'), '0').catch(() => undefined);
+  }
+  if (plan.hostSideName || plan.ipv6Sysctl) {
+    // IPv6 off on an IPv4-only interface, else no duplicate address detection (see veth.ts).
+    await sysctlSet(netns, ...containerIpv6Setting(plan.ifName, !plan.addresses.some((a) => a.includes(':')))).catch(() => undefined);
   }
   for (const a of plan.addresses) await c.addrAdd({ name: plan.ifName }, a, { nodad: a.includes(':') });
   await c.linkSetUp({ name: plan.ifName });

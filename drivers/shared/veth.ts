@@ -61,11 +61,23 @@ export async function attachVeth(ctx: DriverContext, where: BridgeRef, mtu: numb
   const hairpin = typeof where === 'string' ? { bridgePort: { hairpin: true } } : {};
   const mark = ctx.owner ? { alias: ctx.owner } : {};
   await Promise.all([
-    // The container end gets its addresses at once; DAD would delay them by seconds.
-    sysctlSet(ep.sandbox?.netns ?? ctx.host.netns, ifaceSysctl('ipv6', containerIf, 'accept_dad'), '0').catch(() => undefined),
+    sysctlSet(ep.sandbox?.netns ?? ctx.host.netns, ...containerIpv6Setting(containerIf, !!ep.sandbox && !ep.address6)).catch(() => undefined),
     ctx.owner || typeof where === 'string' ? side.linkSet(hostEnd, { ...mark, ...hairpin }) : undefined,
   ]);
   return { hostIf: names.host, containerIf, ...(mac ? { mac } : {}), ...(ep.sandbox ? { inSandbox: true } : {}) };
+}
+
+/**
+ * The IPv6 sysctl a container interface gets from us. IPv4-only, inside its sandbox: IPv6 off
+ * (what Docker does since CVE-2024-32473: no SLAAC address from a stray router advertisement on
+ * an interface the network gave no IPv6). It also keeps each container from sending router
+ * solicitations, MLD reports and DAD probes that the bridge floods to every port, a load that
+ * grows with the square of the endpoints and slowed attaches at 1,000 of them. Otherwise, or
+ * still in the host namespace (Docker moves it, and a move resets per-interface sysctls): no
+ * duplicate address detection, so addresses are usable at once.
+ */
+export function containerIpv6Setting(ifName: string, ipv4Only: boolean): [string[], string] {
+  return ipv4Only ? [ifaceSysctl('ipv6', ifName, 'disable_ipv6'), '1'] : [ifaceSysctl('ipv6', ifName, 'accept_dad'), '0'];
 }
 
 /** After Leave, Docker moves the container end back to the host; deleting either end removes both. */

@@ -84,6 +84,11 @@ describe.skipIf(!isRoot)('CNI conformance (tsbridge, tsipam)', () => {
     expect(ra.out.interfaces[ip.interface]).toMatchObject({ name: 'eth0', sandbox: a.path });
     const bAddr = rb.out.ips[0].address.split('/')[0];
     expect(ping(a.name, bAddr)).toBe(true);
+    // An IPv4-only network's interface has IPv6 off (as Docker since CVE-2024-32473): no link-local
+    // address, no router solicitations; the container's loopback keeps ::1.
+    expect(run('ip', ['netns', 'exec', a.name, 'cat', '/proc/sys/net/ipv6/conf/eth0/disable_ipv6']).trim()).toBe('1');
+    expect(run('ip', ['-n', a.name, '-6', 'addr', 'show', 'dev', 'eth0']).trim()).toBe('');
+    expect(run('ip', ['-n', a.name, '-6', 'addr', 'show', 'dev', 'lo'])).toContain('::1');
     expect(ping(a.name, ip.gateway)).toBe(true);
     if (version !== '0.3.1') {
       expect(cni('tsbridge', 'CHECK', { ...conf, prevResult: ra.out }, attach(a, 'ctra')).code).toBe(0);
@@ -231,6 +236,7 @@ describe.skipIf(!isRoot)('CNI conformance (tsbridge, tsipam)', () => {
       expect(ra.out.ips.map((i: any) => i.address)).toEqual(['10.245.31.2/24', 'fd45:31::2/64']);
       expect(ra.out.routes).toEqual(expect.arrayContaining([{ dst: '::/0', gw: 'fd45:31::1' }]));
       expect(ok('ip', ['netns', 'exec', b.name, 'ping', '-6', '-c', '1', '-W', '2', 'fd45:31::2'])).toBe(true);
+      expect(run('ip', ['netns', 'exec', a.name, 'cat', '/proc/sys/net/ipv6/conf/eth0/disable_ipv6']).trim()).toBe('0');
       expect(ping(b.name, '10.245.31.2')).toBe(true);
     } finally {
       for (const [ns, id] of [[a, 'dsa'], [b, 'dsb']] as const) cni('tsbridge', 'DEL', conf, attach(ns, id));

@@ -56,6 +56,8 @@ describe.skipIf(!isRoot)('CNI tsmacvlan', () => {
     expect(JSON.parse(run('ip', ['-n', a.name, '-j', '-d', 'link', 'show', 'eth0']))[0].linkinfo).toMatchObject({ info_kind: 'macvlan', info_data: { mode: 'bridge' } });
     expect(ping(a.name, rb.out.ips[0].address.split('/')[0])).toBe(true);
     expect(ping(a.name, '10.254.9.1')).toBe(true);
+    // IPv4-only: no IPv6 on the LAN-facing interface, so no SLAAC from a router on that LAN.
+    expect(run('ip', ['netns', 'exec', a.name, 'cat', '/proc/sys/net/ipv6/conf/eth0/disable_ipv6']).trim()).toBe('1');
     expect(cni('CHECK', { ...c, prevResult: ra.out }, { CNI_CONTAINERID: 'mva', CNI_NETNS: a.path, CNI_IFNAME: 'eth0' }).code).toBe(0);
     for (const [ns, id] of [[a, 'mva'], [b, 'mvb']] as const) {
       expect(cni('DEL', c, { CNI_CONTAINERID: id, CNI_NETNS: ns.path, CNI_IFNAME: 'eth0' }).code).toBe(0);
