@@ -1,12 +1,15 @@
 // iptables backend. tsnet owns a few chains and renders their whole content from the desired state
 // in one iptables-restore --noflush batch per change: declaring a chain in the batch flushes it, so
 // a render is atomic, idempotent, tolerant of rules that are already gone, and doubles as the repair
-// step after someone flushed our rules. Jumps from the built-in chains are ensured separately.
+// step after someone flushed our rules. A change that only adds rules is sent as inserts instead
+// (incremental.ts), which nf_tables commits without a grace period. Jumps from the built-in chains
+// are ensured separately.
 // Uses the same `iptables` binary (and so the same nft/legacy backend) as Docker.
 
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { NetError } from '../errors.js';
+import { insertOnlyBlock } from './incremental.js';
 
 const execFileP = promisify(execFile);
 
@@ -252,6 +255,8 @@ async function restore(family: IpFamily, text: string): Promise<void> {
 
 export class IptablesFirewall {
   readonly name = 'iptables';
+  /** Table blocks sent as a rewrite (chains flushed and refilled) and as inserts only. */
+  readonly sent = { rewrites: 0, inserts: 0 };
   private jumpsCheckedAt = 0;
   /** Per family, the text of each table as last applied (what the kernel should hold). */
   private readonly applied = new Map<IpFamily, Map<string, string>>();
@@ -274,12 +279,46 @@ export class IptablesFirewall {
       const changed = [...blocks].filter(([table, text]) => last?.get(table) !== text);
       if (changed.length) {
         this.applied.delete(family); // unknown until the batch is through
-        await restore(family, changed.map(([, text]) => text).join(''));
+        // A table whose change only adds rules gets inserts, not a rewrite (incremental.ts: a
+        // rewrite deletes every rule, and nf_tables then makes iptables-restore wait out RCU
+        // grace periods). Should the inserts not apply, the full rewrite repairs whatever it is.
+        const full = changed.map(([, text]) => text).join('');
+        const inserts = changed.map(([table, text]) => {
+          const before = last?.get(table);
+          return (before !== undefined ? insertOnlyBlock(before, text) : undefined) ?? text;
+        }).join('');
+        const rewrite = async (): Promise<void> => {
+          await restore(family, full);
+          this.sent.rewrites += changed.length;
+        };
+        if (inserts === full || !(await this.kernelHolds(family, changed.map(([t]) => t), last!))) {
+          await rewrite();
+        } else {
+          await restore(family, inserts).then(() => {
+            this.sent.inserts += changed.length;
+          }, rewrite);
+        }
         this.applied.set(family, new Map([...(last ?? []), ...changed]));
       }
       if (checkJumps) await this.ensureJumps(family);
     }));
     if (checkJumps) this.jumpsCheckedAt = Date.now();
+  }
+
+  /**
+   * Whether tsnet's chains in `tables` hold as many rules as `last` says: inserts are placed by
+   * position, so they need the kernel to be where we left it (another writer, such as a
+   * standalone CNI call on the same store, may have moved it). One iptables-save, no commit.
+   */
+  private async kernelHolds(family: IpFamily, tables: string[], last: Map<string, string>): Promise<boolean> {
+    try {
+      const saved = (await execFileP(`${BIN[family]}-save`, [], { maxBuffer: 64 * 1024 * 1024 })).stdout;
+      const have = countRules(saved);
+      const want = countRules(tables.map((t) => last.get(t) ?? '').join(''));
+      return [...want].every(([k, n]) => have.get(k) === n) && [...have].every(([k, n]) => !tables.includes(k.split(' ')[0]!) || want.get(k) === n);
+    } catch {
+      return false;
+    }
   }
 
   /**
