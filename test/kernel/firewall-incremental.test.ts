@@ -18,7 +18,7 @@ interface Outcome {
   rules: Record<'4' | '6', string[]>;
 }
 
-function applySteps(steps: FirewallNetwork[][]): Outcome {
+function applySteps(steps: Array<FirewallNetwork[] | { run: string[] }>): Outcome {
   const ns = makeNs('fw');
   const r = spawnSync('nsenter', [`--net=${ns.path}`, process.execPath, FIXTURE], {
     input: JSON.stringify({ steps, extras: { resolverPort: 53 } }), encoding: 'utf8', timeout: 60_000,
@@ -59,5 +59,17 @@ describe.skipIf(!canRun)('firewall: add-only changes as inserts', () => {
     const stepwise = applySteps([full, after]);
     expect(stepwise.rules).toEqual(applySteps([after]).rules);
     expect(stepwise.sent.inserts).toBe(0);
+  });
+
+  it('when another writer moved the chains since the last apply, an add-only change is a rewrite', () => {
+    const one = [net(1)];
+    const two = [net(1), net(2)];
+    // A stray rule in one of our chains: the counts no longer match what was last applied.
+    const stray = { run: ['iptables', '-t', 'filter', '-I', 'TSNET-FORWARD', '1', '-i', 'stray0', '-j', 'ACCEPT'] };
+    const stepwise = applySteps([one, stray, two]);
+    expect(stepwise.rules).toEqual(applySteps([two]).rules);
+    expect(stepwise.rules['4'].join('\n')).not.toContain('stray0');
+    // Only ip6tables' filter table, which nobody touched, still went as inserts.
+    expect(stepwise.sent.inserts).toBe(1);
   });
 });
