@@ -8,7 +8,7 @@ import { pino } from 'pino';
 import { runCni, type PluginType } from '../cni/dispatch.js';
 import { CNI_CODES, CniError } from '../cni/types.js';
 import { openCniRuntime } from '../core/cni-runtime.js';
-import { askHolder } from '../core/namespace-claim.js';
+import { askHolder, servesAnotherStore } from '../core/namespace-claim.js';
 
 const type = (process.argv[2] ?? '') as PluginType;
 if (!['tsbridge', 'tsipam', 'tsmacvlan', 'tsoverlay'].includes(type)) {
@@ -31,7 +31,7 @@ process.exitCode = await runCni(type, { env: process.env, stdin, out: (t) => pro
   // and wipe the daemon's rules (core/namespace-claim.ts). The daemon of the same store is fine:
   // it sent this call here, or is not reachable on its CNI socket.
   const daemon = await askHolder(1_000);
-  if (daemon && resolve(daemon.stateDir) !== stateDir) {
+  if (daemon && servesAnotherStore(daemon, stateDir)) {
     throw new CniError(CNI_CODES.INVALID_ENV, `a tsnet daemon (pid ${daemon.pid}, state ${daemon.stateDir}) runs in this network namespace; TSNET_STATE_DIR=${stateDir} would overwrite its firewall chains: leave TSNET_STATE_DIR unset or point it at ${daemon.stateDir}`);
   }
   const rt = await openCniRuntime(stateDir, log);

@@ -4,7 +4,7 @@
 
 import { existsSync } from 'node:fs';
 import { request } from 'node:http';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { forwardChain, iptablesBackend, IptablesFirewall } from '../kernel/firewall/iptables.js';
 import { NetlinkHandle } from '../kernel/netlink.js';
 import { createNetns, deleteNetns } from '../kernel/netns.js';
@@ -13,7 +13,7 @@ import type { LinkSpec } from '../kernel/types.js';
 import { overlaps, parseSubnet } from '../ipam/subnet.js';
 import { SqliteStore } from '../store/sqlite-store.js';
 import { readInventory, type Inventory } from './inventory.js';
-import { askHolder } from './namespace-claim.js';
+import { askHolder, servesAnotherStore } from './namespace-claim.js';
 import { linkOwnedBy } from './owner.js';
 import { NetworkService, hasGatewayBridge, recordedLinkNames } from './network-service.js';
 
@@ -142,7 +142,7 @@ async function sockets(o: DoctorOptions): Promise<Finding[]> {
   // One daemon per network namespace (core/namespace-claim.ts): a daemon of another store here
   // would own the TSNET chains, and this store's networks would lose their rules.
   const holder = await askHolder();
-  if (holder && resolve(holder.stateDir) !== resolve(o.stateDir)) {
+  if (holder && servesAnotherStore(holder, o.stateDir)) {
     out.push({ id: 'daemon.claim', level: 'error', title: `the tsnet daemon here (pid ${holder.pid}) serves another store: ${holder.stateDir}`, detail: `this store is ${o.stateDir}; its networks get no firewall rules from that daemon`, fix: `run doctor with --state-dir ${holder.stateDir}, or stop that daemon (a managed plugin beside tsnet serve?) and start this store's` });
   } else {
     out.push({ id: 'daemon.claim', level: 'ok', title: holder ? `the daemon here (pid ${holder.pid}) serves this store` : 'no other tsnet daemon claims this network namespace' });

@@ -8,6 +8,7 @@
 // SIGKILL): nothing stale to clean up. A second daemon asks the holder who it is and says so.
 
 import { createConnection, createServer, type Server } from 'node:net';
+import { resolve } from 'node:path';
 import { NetError } from '../kernel/errors.js';
 
 /** The abstract socket name ("\0" prefix: Linux abstract namespace). */
@@ -62,6 +63,11 @@ export function askHolder(timeoutMs = 2_000): Promise<ClaimHolder | undefined> {
     });
     sock.on('error', () => done(undefined));
   });
+}
+
+/** Whether the holder's store is another than `stateDir` (paths compared resolved). */
+export function servesAnotherStore(holder: ClaimHolder, stateDir: string): boolean {
+  return resolve(holder.stateDir) !== resolve(stateDir);
 }
 
 /**

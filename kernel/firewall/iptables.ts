@@ -223,6 +223,11 @@ function countRules(text: string): Map<string, number> {
   return counts;
 }
 
+/** Everything iptables-save (or ip6tables-save) prints: read-only, no commit. */
+async function saveText(family: IpFamily): Promise<string> {
+  return (await execFileP(`${BIN[family]}-save`, [], { maxBuffer: 64 * 1024 * 1024 })).stdout;
+}
+
 async function iptables(family: IpFamily, args: string[]): Promise<string> {
   const { stdout } = await execFileP(BIN[family], ['-w', '10', ...args]);
   return stdout;
@@ -312,8 +317,7 @@ export class IptablesFirewall {
    */
   private async kernelHolds(family: IpFamily, tables: string[], last: Map<string, string>): Promise<boolean> {
     try {
-      const saved = (await execFileP(`${BIN[family]}-save`, [], { maxBuffer: 64 * 1024 * 1024 })).stdout;
-      const have = countRules(saved);
+      const have = countRules(await saveText(family));
       const want = countRules(tables.map((t) => last.get(t) ?? '').join(''));
       return [...want].every(([k, n]) => have.get(k) === n) && [...have].every(([k, n]) => !tables.includes(k.split(' ')[0]!) || want.get(k) === n);
     } catch {
@@ -332,7 +336,7 @@ export class IptablesFirewall {
       const want = countRules(renderRules(nets, family, extras));
       let saved: string;
       try {
-        saved = (await execFileP(`${BIN[family]}-save`, [], { maxBuffer: 64 * 1024 * 1024 })).stdout;
+        saved = await saveText(family);
       } catch (e) {
         problems.push(`${BIN[family]}-save failed: ${(e as Error).message}`);
         continue;

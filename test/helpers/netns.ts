@@ -11,12 +11,18 @@ export interface TestNs {
 
 const live = new Set<string>();
 
-export function makeNs(tag = 'n'): TestNs {
+/** A new namespace with loopback up, removed by nobody: callers track it. */
+function addNs(tag: string): TestNs {
   const name = uniqueName(tag);
   run('ip', ['netns', 'add', name]);
   run('ip', ['-n', name, 'link', 'set', 'lo', 'up']);
-  live.add(name);
   return { name, path: `/run/netns/${name}` };
+}
+
+export function makeNs(tag = 'n'): TestNs {
+  const ns = addNs(tag);
+  live.add(ns.name);
+  return ns;
 }
 
 export function removeNs(ns: TestNs | string): void {
@@ -39,14 +45,10 @@ export function cleanNamespacesAfterEach(): void {
  * (nsenter --net only: the mount namespace, and so /run/netns, stays the caller's).
  */
 export function makeHostNs(tag = 'h'): TestNs & { argv(cmd: string, args: string[]): [string, string[]]; remove(): void } {
-  const name = uniqueName(tag);
-  run('ip', ['netns', 'add', name]);
-  run('ip', ['-n', name, 'link', 'set', 'lo', 'up']);
-  const path = `/run/netns/${name}`;
+  const ns = addNs(tag);
   return {
-    name,
-    path,
-    argv: (cmd, args) => ['nsenter', [`--net=${path}`, cmd, ...args]],
-    remove: () => run('ip', ['netns', 'del', name], { allowFail: true }),
+    ...ns,
+    argv: (cmd, args) => ['nsenter', [`--net=${ns.path}`, cmd, ...args]],
+    remove: () => run('ip', ['netns', 'del', ns.name], { allowFail: true }),
   };
 }
