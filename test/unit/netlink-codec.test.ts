@@ -142,6 +142,11 @@ describe('link, address, route and neighbour bodies', () => {
     expect(peerAttrs.str(IFLA.IFNAME)).toBe('c0');
     expect(peerAttrs.u32(IFLA.NET_NS_FD)).toBe(42);
     expect(peerAttrs.u32(IFLA.MTU)).toBe(1400);
+    // Both ends ask for one queue each way, so the kernel never has to cut them back.
+    for (const x of [a, peerAttrs]) {
+      expect(x.u32(IFLA.NUM_TX_QUEUES)).toBe(1);
+      expect(x.u32(IFLA.NUM_RX_QUEUES)).toBe(1);
+    }
   });
 
   it('vxlan carries id, port in network order and learning off', () => {
