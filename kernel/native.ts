@@ -25,11 +25,17 @@ export interface NativeUdpResponder {
   close(): void;
 }
 
+/** The thread that carries one netlink socket's exchanges (native/src/netlink_lane.h); owns the socket. */
+export interface NativeNetlinkLane {
+  transact(seq: number, request: Buffer): Promise<Buffer>;
+  close(): void;
+}
+
 export interface NativeBinding {
+  NetlinkLane: new (fd: number, portId: number) => NativeNetlinkLane;
   UdpResponder: new (address: string, port: number, onQuery: (msg: Buffer, address: string, port: number) => void) => NativeUdpResponder;
   NetlinkWatch: new (nsPath: string | null, groups: number, onData: (buf: Buffer | null) => void) => NativeNetlinkWatch;
   openNetlink(nsPath: string | null): Promise<{ fd: number; portId: number }>;
-  transact(fd: number, portId: number, seq: number, request: Buffer): Promise<Buffer>;
   closeFd(fd: number): void;
   sysctl(nsPath: string | null, procPath: string, value: string | null): Promise<string>;
   netnsCreate(path: string): Promise<void>;

@@ -4,7 +4,7 @@
 
 import { closeSync, openSync } from 'node:fs';
 import { InvalidArgumentError, KernelError, isNotFound } from './errors.js';
-import { native, isNativeError } from './native.js';
+import { native, isNativeError, type NativeNetlinkLane } from './native.js';
 import { validateIfName } from './names.js';
 import { attr, type Attr } from './nl/attr.js';
 import { AF, IFF, IFLA, NLM_F, RTM, RTM_NAMES } from './nl/constants.js';
@@ -67,17 +67,24 @@ export class NetlinkHandle implements AsyncDisposable {
 
   private constructor(
     readonly netns: NetnsRef | undefined,
-    private readonly fd: number,
+    private readonly lane: NativeNetlinkLane,
     private readonly portId: number,
   ) {}
 
   /** Opens a handle in `ns`, or in the calling process's own namespace when omitted. */
   static async open(ns?: NetnsRef): Promise<NetlinkHandle> {
+    let opened: { fd: number; portId: number };
     try {
-      const { fd, portId } = await native().openNetlink(ns?.path ?? null);
-      return new NetlinkHandle(ns, fd, portId);
+      opened = await native().openNetlink(ns?.path ?? null);
     } catch (e) {
       throw isNativeError(e) ? new KernelError(e.errno, e.syscall, ns?.path ?? 'host netns') : e;
+    }
+    try {
+      // The socket's own thread; from here on the lane owns (and closes) the socket.
+      return new NetlinkHandle(ns, new (native().NetlinkLane)(opened.fd, opened.portId), opened.portId);
+    } catch (e) {
+      native().closeFd(opened.fd);
+      throw e;
     }
   }
 
@@ -89,7 +96,7 @@ export class NetlinkHandle implements AsyncDisposable {
     if (this.closed) return;
     this.closed = true;
     await this.tail.catch(() => undefined);
-    native().closeFd(this.fd);
+    this.lane.close();
   }
 
   async [Symbol.asyncDispose](): Promise<void> {
@@ -109,7 +116,7 @@ export class NetlinkHandle implements AsyncDisposable {
         const req = encodeRequest({ type, flags: wireFlags, header, attrs }, seq, this.portId);
         let raw: Buffer;
         try {
-          raw = await native().transact(this.fd, this.portId, seq, req);
+          raw = await this.lane.transact(seq, req);
         } catch (e) {
           throw isNativeError(e) ? new KernelError(e.errno, RTM_NAMES[type] ?? `type ${type}`, target) : e;
         }

@@ -1,8 +1,10 @@
 // JS surface of the native addon. Every export checks its arguments on the JS thread, copies them
 // into plain C++ fields, does the work in Execute() (a pool thread, which itself spawns a
 // short-lived thread for anything namespace-bound) and settles a Promise. Errors carry errno and the
-// failing syscall so TypeScript can raise a typed KernelError. The TypeScript side of this surface
-// is kernel/native.ts; nothing else imports the addon.
+// failing syscall so TypeScript can raise a typed KernelError. Netlink exchanges are the exception:
+// they go through a NetlinkLane (netlink_lane.h), a thread per socket, because they are short and
+// come in long sequences. The TypeScript side of this surface is kernel/native.ts; nothing else
+// imports the addon.
 #include <fcntl.h>
 #include <napi.h>
 #include <unistd.h>
@@ -13,6 +15,8 @@
 #include <string>
 #include <vector>
 
+#include "js_error.h"
+#include "netlink_lane.h"
 #include "netlink_socket.h"
 #include "netlink_watch.h"
 #include "udp_responder.h"
@@ -21,14 +25,6 @@
 namespace {
 
 using tsnet::SysError;
-
-Napi::Error MakeSysError(Napi::Env env, const SysError& e) {
-  std::string msg = e.syscall + ": " + std::strerror(e.err);
-  Napi::Error err = Napi::Error::New(env, msg);
-  err.Set("errno", Napi::Number::New(env, e.err));
-  err.Set("syscall", Napi::String::New(env, e.syscall));
-  return err;
-}
 
 // A promise-settling worker around one function that runs off the JS thread.
 class PromiseWorker : public Napi::AsyncWorker {
@@ -47,7 +43,7 @@ class PromiseWorker : public Napi::AsyncWorker {
     if (error_.err != 0) SetError(error_.syscall);
   }
   void OnOK() override { deferred_.Resolve(result_(Env())); }
-  void OnError(const Napi::Error&) override { deferred_.Reject(MakeSysError(Env(), error_).Value()); }
+  void OnError(const Napi::Error&) override { deferred_.Reject(tsnet::ToJsError(Env(), error_).Value()); }
 
  private:
   Napi::Promise::Deferred deferred_;
@@ -79,23 +75,6 @@ Napi::Value OpenNetlink(const Napi::CallbackInfo& info) {
         o.Set("portId", out->portId);
         return o;
       });
-  w->Queue();
-  return w->Promise();
-}
-
-// transact(fd, portId, seq, request: Buffer): Promise<Buffer>
-Napi::Value Transact(const Napi::CallbackInfo& info) {
-  int fd = static_cast<int>(RequireUint(info[0], "fd"));
-  uint32_t portId = RequireUint(info[1], "portId");
-  uint32_t seq = RequireUint(info[2], "seq");
-  if (!info[3].IsBuffer()) throw Napi::TypeError::New(info.Env(), "request must be a Buffer");
-  auto req = info[3].As<Napi::Buffer<uint8_t>>();
-  auto request = std::make_shared<std::vector<uint8_t>>(req.Data(), req.Data() + req.Length());
-  auto replies = std::make_shared<std::vector<uint8_t>>();
-  auto* w = new PromiseWorker(
-      info.Env(), "tsnet:netlink.transact",
-      [=]() { return tsnet::Transact(fd, portId, seq, *request, replies.get()); },
-      [replies](Napi::Env env) { return Napi::Buffer<uint8_t>::Copy(env, replies->data(), replies->size()); });
   w->Queue();
   return w->Promise();
 }
@@ -173,12 +152,12 @@ Napi::Value SocketIn(const Napi::CallbackInfo& info) {
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("openNetlink", Napi::Function::New(env, OpenNetlink));
-  exports.Set("transact", Napi::Function::New(env, Transact));
   exports.Set("closeFd", Napi::Function::New(env, CloseFd));
   exports.Set("sysctl", Napi::Function::New(env, Sysctl));
   exports.Set("netnsCreate", Napi::Function::New(env, NetnsCreate));
   exports.Set("netnsDelete", Napi::Function::New(env, NetnsDelete));
   exports.Set("socketIn", Napi::Function::New(env, SocketIn));
+  exports.Set("NetlinkLane", tsnet::NetlinkLane::Define(env));
   exports.Set("NetlinkWatch", tsnet::NetlinkWatch::Define(env));
   exports.Set("UdpResponder", tsnet::UdpResponder::Define(env));
   return exports;

@@ -56,7 +56,7 @@ SysError OpenNetlinkSocket(const std::string& nsPath, OpenedSocket* out) {
 }
 
 SysError Transact(int fd, uint32_t portId, uint32_t seq, const std::vector<uint8_t>& request,
-                  std::vector<uint8_t>* replies) {
+                  std::vector<uint8_t>* replies, std::vector<uint8_t>* scratch) {
   struct sockaddr_nl kernel;
   std::memset(&kernel, 0, sizeof(kernel));
   kernel.nl_family = AF_NETLINK;
@@ -66,7 +66,8 @@ SysError Transact(int fd, uint32_t portId, uint32_t seq, const std::vector<uint8
   } while (sent < 0 && errno == EINTR);
   if (sent < 0) return Fail("sendto");
 
-  std::vector<uint8_t> buf(64 * 1024);
+  std::vector<uint8_t>& buf = *scratch;
+  if (buf.size() < 64 * 1024) buf.resize(64 * 1024);
   for (;;) {
     // Peek at the datagram size first so that a large dump message is never truncated.
     ssize_t want = recv(fd, buf.data(), 0, MSG_PEEK | MSG_TRUNC);

@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "js_error.h"
 #include "netns.h"
 
 namespace tsnet {
@@ -20,13 +21,6 @@ struct Chunk {
   std::vector<uint8_t> bytes;
   bool overrun = false;
 };
-
-Napi::Error SysErr(Napi::Env env, const SysError& e) {
-  Napi::Error err = Napi::Error::New(env, e.syscall + ": " + std::strerror(e.err));
-  err.Set("errno", Napi::Number::New(env, e.err));
-  err.Set("syscall", Napi::String::New(env, e.syscall));
-  return err;
-}
 
 }  // namespace
 
@@ -63,8 +57,8 @@ NetlinkWatch::NetlinkWatch(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Ne
     }
     return SysError{};
   });
-  if (err.err != 0) throw SysErr(env, err);
-  if (int e = reader_.Open(fd); e != 0) throw SysErr(env, SysError{e, "eventfd"});
+  if (err.err != 0) throw ToJsError(env, err);
+  if (int e = reader_.Open(fd); e != 0) throw ToJsError(env, SysError{e, "eventfd"});
   auto tsfn = Napi::ThreadSafeFunction::New(env, info[2].As<Napi::Function>(), "tsnet:netlink.watch", 0, 1);
   // A watch never keeps the process alive on its own; the daemon's servers do.
   tsfn.Unref(env);

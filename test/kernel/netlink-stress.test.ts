@@ -9,6 +9,8 @@ import { cleanNamespacesAfterEach, makeNs } from '../helpers/netns.js';
 import { ipJson, isRoot, linkNames, uniqueName } from '../helpers/sys.js';
 
 const fdCount = (): number => readdirSync('/proc/self/fd').length;
+/** Threads of this process: every handle has a thread of its own (its lane) while it is open. */
+const threadCount = (): number => readdirSync('/proc/self/task').length;
 
 describe.skipIf(!isRoot)('netlink binding under load', () => {
   cleanNamespacesAfterEach();
@@ -24,6 +26,7 @@ describe.skipIf(!isRoot)('netlink binding under load', () => {
     await nl.linkAdd({ kind: 'veth', name: 'leak-h', peer: { name: 'leak-c', netns: ns } });
     await nl.linkDel({ name: 'leak-h' });
     const fdsBefore = fdCount();
+    const threadsBefore = threadCount();
     // Deleting a link waits for RCU grace periods in the kernel (~15 ms each, outside the RTNL
     // lock), so four workers on their own handles (libuv's pool size) share the 5,000 cycles.
     const workers = await Promise.all(Array.from({ length: 4 }, () => NetlinkHandle.open({ path: host.path })));
@@ -33,19 +36,44 @@ describe.skipIf(!isRoot)('netlink binding under load', () => {
         await h.linkDel({ name: `leak-h${w}` });
       }
     }));
+    expect(threadCount()).toBeGreaterThanOrEqual(threadsBefore + 4); // one lane per open handle
     await Promise.all(workers.map((h) => h.close()));
     expect(fdCount()).toBe(fdsBefore);
+    expect(threadCount()).toBe(threadsBefore);
     expect(linkNames(host.name).sort()).toEqual(linksBefore);
     expect(linkNames(cont.name).sort()).toEqual(contBefore);
     await nl.close();
   }, 180_000);
 
-  it('opening and closing 2,000 handles leaks no fds', async () => {
+  it('opening and closing 2,000 handles leaks no fds and no threads', async () => {
     const host = makeNs('hk');
     await (await NetlinkHandle.open({ path: host.path })).close();
     const before = fdCount();
-    for (let i = 0; i < 2000; i++) await (await NetlinkHandle.open({ path: host.path })).close();
+    const threadsBefore = threadCount();
+    for (let i = 0; i < 2000; i++) {
+      const h = await NetlinkHandle.open({ path: host.path });
+      if (i % 2) await h.linkGet({ name: 'lo' }); // half of them used once
+      await h.close();
+    }
     expect(fdCount()).toBe(before);
+    expect(threadCount()).toBe(threadsBefore);
+  });
+
+  it('closing a handle with exchanges queued settles every one of them and hangs nothing', async () => {
+    const host = makeNs('hq');
+    const threadsBefore = threadCount();
+    const h = await NetlinkHandle.open({ path: host.path });
+    const gets = Array.from({ length: 50 }, () => h.linkGet({ name: 'lo' }));
+    await h.close();
+    // Whatever had reached the kernel is answered; whatever was still queued behind close is
+    // refused as closed. Nothing is left pending (the test would time out).
+    const settled = await Promise.allSettled(gets);
+    for (const s of settled) {
+      if (s.status === 'fulfilled') expect(s.value.name).toBe('lo');
+      else expect(String(s.reason)).toMatch(/closed/);
+    }
+    await expect(h.linkGet({ name: 'lo' })).rejects.toThrow(/closed/);
+    expect(threadCount()).toBe(threadsBefore);
   });
 
   it('100 parallel veth creations into 100 namespaces all succeed and are all correct', async () => {

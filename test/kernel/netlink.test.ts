@@ -4,7 +4,7 @@
 import { readdirSync } from 'node:fs';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { InvalidArgumentError, KernelError } from '../../kernel/errors.js';
-import { native } from '../../kernel/native.js';
+import type { NativeNetlinkLane } from '../../kernel/native.js';
 import { NetlinkHandle } from '../../kernel/netlink.js';
 import { NetlinkEvents, type NetlinkEvent } from '../../kernel/netlink-events.js';
 import { createNetns, deleteNetns, netnsExists } from '../../kernel/netns.js';
@@ -39,8 +39,10 @@ describe.skipIf(!isRoot)('netlink handle (root, throwaway namespaces)', () => {
     await c.addrAdd({ name: 'eth0' }, '10.77.0.2/24');
     await c.linkSetUp({ name: 'eth0' });
 
-    expect(link('v-host')).toMatchObject({ mtu: 1400, linkinfo: { info_kind: 'veth' } });
-    expect(link('eth0', cont.name)).toMatchObject({ mtu: 1400, linkinfo: { info_kind: 'veth' } });
+    // One queue each way from creation: the kernel then never cuts the queues back (an expedited
+    // RCU grace period per end).
+    expect(link('v-host')).toMatchObject({ mtu: 1400, linkinfo: { info_kind: 'veth' }, num_tx_queues: 1, num_rx_queues: 1 });
+    expect(link('eth0', cont.name)).toMatchObject({ mtu: 1400, linkinfo: { info_kind: 'veth' }, num_tx_queues: 1, num_rx_queues: 1 });
     expect(linkNames(host.name)).not.toContain('eth0');
     expect(ping(cont.name, '10.77.0.1')).toBe(true);
     expect(ping(host.name, '10.77.0.2')).toBe(true);
@@ -216,7 +218,8 @@ describe.skipIf(!isRoot)('netlink handle (root, throwaway namespaces)', () => {
   });
 
   it('rejects bad names and values before any syscall', async () => {
-    const spy = vi.spyOn(native(), 'transact');
+    // Every exchange of this handle goes through its lane's transact (native/src/netlink_lane.h).
+    const spy = vi.spyOn((nl as unknown as { lane: NativeNetlinkLane }).lane, 'transact');
     try {
       for (const bad of ['', 'x'.repeat(16), 'a/b', 'a b', '$(id)']) {
         await expect(nl.linkAdd({ kind: 'bridge', name: bad })).rejects.toBeInstanceOf(InvalidArgumentError);
