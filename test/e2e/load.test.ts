@@ -118,6 +118,7 @@ describe.skipIf(!canRun)(`load: ${ENDPOINTS} endpoints, ${CYCLES} attach/detach 
     let warm: { rss: number; fds: number } | undefined;
     const samples: number[] = [];
     const warmAt = Math.min(1000, Math.floor(CYCLES / 5));
+    const t0 = performance.now();
     await Promise.all(workers.map(async (ns) => {
       while (started < CYCLES) {
         started++;
@@ -128,6 +129,8 @@ describe.skipIf(!canRun)(`load: ${ENDPOINTS} endpoints, ${CYCLES} attach/detach 
         if (finished % 1000 === 0) samples.push(rssKb(pid));
       }
     }));
+    const seconds = (performance.now() - t0) / 1000;
+    console.log(`${CYCLES} attach/detach cycles with ${WORKERS} workers in ${seconds.toFixed(1)} s: ${(CYCLES / seconds).toFixed(0)} cycles/s`);
     // Deferred veth deletion and the next reconcile pass settle before the last reading.
     await new Promise((r) => setTimeout(r, 3000));
     const end = { rss: rssKb(pid), fds: fdCount(pid) };
