@@ -6,9 +6,13 @@
 // batch paying the grace periods once. A network's deletion waits for the pass first. If the
 // daemon dies meanwhile, the link still carries this store's mark and the reconciler removes it
 // as a leak.
+//
+// The pass deletes through a handle of its own. After the kernel lets go of RTNL it still waits
+// for rcu_barrier() before it answers (tens of ms for a batch), and a handle's exchanges are
+// serialised: on the driver's handle, the next attach would wait for that barrier too.
 
 import { isNotFound } from '../../kernel/errors.js';
-import type { NetlinkHandle } from '../../kernel/netlink.js';
+import { NetlinkHandle } from '../../kernel/netlink.js';
 import type { Logger } from '../driver.js';
 
 /** The link group of retired links ("tsrp"); nothing else of ours uses link groups. */
@@ -54,7 +58,12 @@ export class LinkReaper {
     this.pending.clear();
     for (const h of handles) {
       try {
-        await h.linkDelGroup(REAP_GROUP);
+        const own = await NetlinkHandle.open(h.netns);
+        try {
+          await own.linkDelGroup(REAP_GROUP);
+        } finally {
+          await own.close();
+        }
       } catch (e) {
         this.log.warn({ netns: h.namespaceLabel, err: (e as Error).message }, 'deferred link deletion failed; the reconciler will retry');
       }
