@@ -402,6 +402,13 @@ export class NetworkService {
     return this.mutex.run(networkId, async () => {
       const ep = await this.getEndpoint(networkId, id);
       if (!ep) return;
+      const n = await this.getNetwork(networkId);
+      const driver = n ? driverOf(n) : undefined;
+      if (n && driver?.leave && ep.sandboxKey && ep.joined) {
+        // Best effort by contract: the front-end's own clean-up still runs if this does nothing.
+        await driver.leave(this.ctx, n.state, id, ep.state, { path: ep.sandboxKey })
+          .catch((e: Error) => this.ctx.log.debug({ endpoint: id.slice(0, 12), err: e.message }, 'leave: container interface left in its sandbox'));
+      }
       const left = { ...ep, joined: false };
       await this.store.transact((t) => t.put(K.ep(networkId, id), left));
       await this.notify((o) => o.endpointChanged(left));

@@ -96,6 +96,12 @@ export interface NetworkDriver<NetState, EpState> {
   /** Idempotent: what is already gone is fine. */
   deleteEndpoint(ctx: DriverContext, net: NetState, id: string, ep: EpState): Promise<void>;
   join(net: NetState, ep: EpState): JoinPlan;
+  /**
+   * The container is leaving; its interface is still in `sandbox` (the namespace the front-end
+   * named at join). Optional: a driver takes the interface out of service there when that spares
+   * work later. Best effort: a failure is logged, never returned.
+   */
+  leave?(ctx: DriverContext, net: NetState, id: string, ep: EpState, sandbox: NetnsRef): Promise<void>;
 }
 
 /** The states of the siblings made by driver `name` (a driver's view of its own kind). */

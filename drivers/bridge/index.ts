@@ -8,10 +8,11 @@ import type { FirewallNetwork } from '../../kernel/firewall/iptables.js';
 import { coalesce, type PublishedPort } from '../shared/ports.js';
 import { ifaceSysctl, sysctlSet } from '../../kernel/sysctl.js';
 import type { Tx } from '../../core/tx.js';
+import type { NetnsRef } from '../../kernel/types.js';
 import type { DriverContext, EndpointSpec, JoinPlan, NetworkDriver, NetworkSpec } from '../driver.js';
 import { enableForwarding } from '../shared/forwarding.js';
 import { gatewayPlan } from '../shared/join.js';
-import { attachVeth, detachVeth, macFromIpv4, type VethEndpointState } from '../shared/veth.js';
+import { attachVeth, detachVeth, macFromIpv4, setAsideInSandbox, type VethEndpointState } from '../shared/veth.js';
 import { type BridgeOptions, parseBridgeOptions } from './options.js';
 
 export interface BridgeNetworkState {
@@ -104,6 +105,10 @@ export const bridgeDriver = {
 
   join(net: BridgeNetworkState, ep: BridgeEndpointState): JoinPlan {
     return gatewayPlan(ep.containerIf, net.gateways, net.internal);
+  },
+
+  async leave(ctx: DriverContext, _net: BridgeNetworkState, id: string, ep: BridgeEndpointState, sandbox: NetnsRef): Promise<void> {
+    await setAsideInSandbox(ctx, id, ep, sandbox);
   },
 
   deleteEndpoint: (ctx: DriverContext, _net: BridgeNetworkState, _id: string, ep: BridgeEndpointState): Promise<void> => detachVeth(ctx, ep),

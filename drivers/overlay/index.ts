@@ -9,11 +9,12 @@ import { NetError } from '../../kernel/errors.js';
 import type { FirewallNetwork } from '../../kernel/firewall/iptables.js';
 import { ifaceSysctl, sysctlSet } from '../../kernel/sysctl.js';
 import type { Tx } from '../../core/tx.js';
+import type { NetnsRef } from '../../kernel/types.js';
 import { siblingStates, type DriverContext, type EndpointSpec, type JoinPlan, type NetworkDriver, type NetworkSpec, type SiblingNetwork } from '../driver.js';
 import { enableForwarding } from '../shared/forwarding.js';
 import { gatewayPlan } from '../shared/join.js';
 import { coalesce, type PublishedPort } from '../shared/ports.js';
-import { attachVeth, detachVeth, type VethEndpointState } from '../shared/veth.js';
+import { attachVeth, detachVeth, setAsideInSandbox, type VethEndpointState } from '../shared/veth.js';
 import type { ClusterState } from './cluster.js';
 import { parseOverlayOptions, type OverlayOptions } from './options.js';
 import { createOverlayNetns, overlayHandle, overlayNetnsName, removeOverlayNetns } from './netns.js';
@@ -189,6 +190,10 @@ export const overlayDriver = {
     return gatewayPlan(ep.containerIf, net.gateways, net.internal);
   },
 
+
+  async leave(ctx: DriverContext, net: OverlayNetworkState, id: string, ep: OverlayEndpointState, sandbox: NetnsRef): Promise<void> {
+    await setAsideInSandbox(ctx, id, ep, sandbox, await overlayHandle(net.netns));
+  },
 
   /** Local objects first (they always can go); the cluster entries when etcd answers. */
   async deleteEndpoint(ctx: DriverContext, net: OverlayNetworkState, id: string, ep: OverlayEndpointState): Promise<void> {
