@@ -8,6 +8,7 @@ import Database from 'better-sqlite3';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ClusterLab, pluginCall, type LabHost } from '../../bench/cluster-lab.js';
+import { createCnmNetwork, hex } from '../helpers/cnm-network.js';
 import { isRoot, ok, run } from '../helpers/sys.js';
 
 const P = 'tsnt';
@@ -16,28 +17,20 @@ const ROUNDS = Number(process.env.TSNET_CRASH_ROUNDS ?? 20);
 
 interface Attachment { endpointId: string; address: string }
 
-const hex = (n: number): string => [...Array(n)].map(() => Math.floor(Math.random() * 16).toString(16)).join('');
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 describe.skipIf(!canRun)('crash safety', () => {
   // An address whose RequestAddress answer died with the daemon is freed after 2 s here (60 s by default).
   const lab = new ClusterLab({ prefix: P, net: 211, etcdPort: 23770, daemonArgs: ['--orphan-grace', '2'] });
   let h: LabHost;
-  const networkId = hex(64);
+  let networkId = '';
   let poolId = '';
   let bridge = '';
 
   beforeAll(async () => {
     await lab.up(1);
     h = lab.host(1);
-    const ipam = lab.sock(h, 'tsipam');
-    const pool = await pluginCall(ipam, '/IpamDriver.RequestPool', { AddressSpace: 'tsnet-local', Pool: '10.94.0.0/22', Options: {}, V6: false });
-    poolId = pool.PoolID;
-    const gw = await pluginCall(ipam, '/IpamDriver.RequestAddress', { PoolID: poolId, Address: '', Options: { RequestAddressType: 'com.docker.network.gateway' } });
-    await pluginCall(lab.sock(h, 'tsbridge'), '/NetworkDriver.CreateNetwork', {
-      NetworkID: networkId, Options: { 'com.docker.network.generic': {} },
-      IPv4Data: [{ AddressSpace: 'tsnet-local', Pool: pool.Pool, Gateway: gw.Address, AuxAddresses: {} }], IPv6Data: [],
-    });
+    ({ networkId, poolId } = await createCnmNetwork(lab, h, '10.94.0.0/22'));
     bridge = `tsb-${networkId.slice(0, 11)}`;
   }, 120_000);
   afterAll(() => lab.down());

@@ -8,11 +8,11 @@ import { ClusterLab, pluginCall, type LabHost } from '../../bench/cluster-lab.js
 import { NetlinkHandle } from '../../kernel/netlink.js';
 import { createNetns, deleteNetns, netnsByName } from '../../kernel/netns.js';
 import type { NetnsRef } from '../../kernel/types.js';
+import { createCnmNetwork, hex } from '../helpers/cnm-network.js';
 import { ipJson, isRoot, linkNames, ok } from '../helpers/sys.js';
 
 const P = 'tsnt';
 const canRun = isRoot && ok('which', ['etcd']);
-const hex = (n: number): string => [...Array(n)].map(() => Math.floor(Math.random() * 16).toString(16)).join('');
 const nsName = (ns: NetnsRef): string => ns.path.split('/').pop()!;
 
 async function until(cond: () => boolean, ms = 3000): Promise<boolean> {
@@ -28,7 +28,7 @@ describe.skipIf(!canRun)('leave: the container end is set aside in its sandbox',
   const lab = new ClusterLab({ prefix: P, net: 217, etcdPort: 23760 });
   let h: LabHost;
   let hostNl: NetlinkHandle;
-  const networkId = hex(64);
+  let networkId = '';
   let poolId = '';
   const sandboxes: NetnsRef[] = [];
 
@@ -36,14 +36,7 @@ describe.skipIf(!canRun)('leave: the container end is set aside in its sandbox',
     await lab.up(1);
     h = lab.host(1);
     hostNl = await NetlinkHandle.open(netnsByName(h.ns));
-    const ipam = lab.sock(h, 'tsipam');
-    const pool = await pluginCall(ipam, '/IpamDriver.RequestPool', { AddressSpace: 'tsnet-local', Pool: '10.97.0.0/24', Options: {}, V6: false });
-    poolId = pool.PoolID;
-    const gw = await pluginCall(ipam, '/IpamDriver.RequestAddress', { PoolID: poolId, Address: '', Options: { RequestAddressType: 'com.docker.network.gateway' } });
-    await pluginCall(lab.sock(h, 'tsbridge'), '/NetworkDriver.CreateNetwork', {
-      NetworkID: networkId, Options: { 'com.docker.network.generic': {} },
-      IPv4Data: [{ AddressSpace: 'tsnet-local', Pool: pool.Pool, Gateway: gw.Address, AuxAddresses: {} }], IPv6Data: [],
-    });
+    ({ networkId, poolId } = await createCnmNetwork(lab, h, '10.97.0.0/24'));
   }, 120_000);
 
   afterAll(async () => {

@@ -10,6 +10,7 @@ import { ClusterLab, pluginCall, type LabHost } from '../../bench/cluster-lab.js
 import { NetlinkHandle } from '../../kernel/netlink.js';
 import { createNetns, deleteNetns, netnsByName } from '../../kernel/netns.js';
 import type { NetnsRef } from '../../kernel/types.js';
+import { createCnmNetwork, hex } from '../helpers/cnm-network.js';
 import { isRoot, ok, ping, run } from '../helpers/sys.js';
 
 const P = 'tsnt';
@@ -21,7 +22,6 @@ const WORKERS = 8;
 // cycle's cost), not the daemon's; the cycles skip it unless asked (the soak script asks).
 const CYCLE_MOVES = process.env.TSNET_LOAD_MOVE === '1';
 
-const hex = (n: number): string => [...Array(n)].map(() => Math.floor(Math.random() * 16).toString(16)).join('');
 const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
 function rssKb(pid: number): number {
@@ -35,7 +35,7 @@ describe.skipIf(!canRun)(`load: ${ENDPOINTS} endpoints, ${CYCLES} attach/detach 
   const lab = new ClusterLab({ prefix: P, net: 216, etcdPort: 23750 });
   let h: LabHost;
   let hostNl: NetlinkHandle;
-  const networkId = hex(64);
+  let networkId = '';
   let poolId = '';
   let gateway = '';
   const containers: NetnsRef[] = [];
@@ -46,15 +46,7 @@ describe.skipIf(!canRun)(`load: ${ENDPOINTS} endpoints, ${CYCLES} attach/detach 
     await lab.up(1);
     h = lab.host(1);
     hostNl = await NetlinkHandle.open(netnsByName(h.ns));
-    const ipam = lab.sock(h, 'tsipam');
-    const pool = await pluginCall(ipam, '/IpamDriver.RequestPool', { AddressSpace: 'tsnet-local', Pool: '10.96.0.0/19', Options: {}, V6: false });
-    poolId = pool.PoolID;
-    const gw = await pluginCall(ipam, '/IpamDriver.RequestAddress', { PoolID: poolId, Address: '', Options: { RequestAddressType: 'com.docker.network.gateway' } });
-    gateway = gw.Address.split('/')[0];
-    await pluginCall(lab.sock(h, 'tsbridge'), '/NetworkDriver.CreateNetwork', {
-      NetworkID: networkId, Options: { 'com.docker.network.generic': {} },
-      IPv4Data: [{ AddressSpace: 'tsnet-local', Pool: pool.Pool, Gateway: gw.Address, AuxAddresses: {} }], IPv6Data: [],
-    });
+    ({ networkId, poolId, gateway } = await createCnmNetwork(lab, h, '10.96.0.0/19'));
   }, 120_000);
 
   afterAll(async () => {
