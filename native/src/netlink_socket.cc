@@ -66,22 +66,23 @@ SysError Transact(int fd, uint32_t portId, uint32_t seq, const std::vector<uint8
   } while (sent < 0 && errno == EINTR);
   if (sent < 0) return Fail("sendto");
 
+  // One datagram never exceeds the buffer: the kernel builds dump parts of at most 32 KiB
+  // (netlink_recvmsg caps max_recvmsg_len there), and the replies we ask for are small. So each
+  // datagram is read in one call, without a MSG_PEEK for its size first (a syscall per reply);
+  // MSG_TRUNC still reports a longer one, which becomes an error rather than a torn reply.
   std::vector<uint8_t>& buf = *scratch;
   if (buf.size() < 64 * 1024) buf.resize(64 * 1024);
   for (;;) {
-    // Peek at the datagram size first so that a large dump message is never truncated.
-    ssize_t want = recv(fd, buf.data(), 0, MSG_PEEK | MSG_TRUNC);
-    if (want < 0) {
-      if (errno == EINTR) continue;
-      return Fail("recv");
-    }
-    if (static_cast<size_t>(want) > buf.size()) buf.resize(static_cast<size_t>(want));
     struct sockaddr_nl from;
     socklen_t fromlen = sizeof(from);
-    ssize_t n = recvfrom(fd, buf.data(), buf.size(), 0, reinterpret_cast<sockaddr*>(&from), &fromlen);
+    ssize_t n = recvfrom(fd, buf.data(), buf.size(), MSG_TRUNC, reinterpret_cast<sockaddr*>(&from), &fromlen);
     if (n < 0) {
       if (errno == EINTR) continue;
       return Fail("recvfrom");
+    }
+    if (static_cast<size_t>(n) > buf.size()) {
+      errno = EMSGSIZE;
+      return Fail("netlink reply");
     }
     if (from.nl_pid != 0) continue;  // only the kernel speaks on this socket
     bool done = false;
