@@ -120,8 +120,10 @@ async function dropIfUnused(rt: CniRuntime, conf: BridgeConf): Promise<void> {
 /** Idempotent. */
 export async function overlayDel(rt: CniRuntime, env: CniEnv, conf: BridgeConf): Promise<void> {
   const epId = endpointIdFor(env.containerId, env.ifName);
-  if (env.netns) await removeFromSandbox({ path: env.netns }, env.ifName);
   const net = await findNetwork(rt, conf.name);
+  // As for tsbridge (cmdDel): with the daemon the end is set aside now and deleted in a batch.
+  if (net && rt.networks.defersLinkDeletion) await rt.networks.leave(net.id, epId);
+  if (env.netns) await removeFromSandbox({ path: env.netns }, env.ifName);
   if (net) {
     await rt.networks.revokeExternal(net.id, epId);
     await rt.networks.deleteEndpoint(net.id, epId);

@@ -398,6 +398,11 @@ export class NetworkService {
     });
   }
 
+  /** Links are deleted in the background (the daemon's reaper), not before a call returns. */
+  get defersLinkDeletion(): boolean {
+    return this.ctx.reaper !== undefined;
+  }
+
   leave(networkId: string, id: string): Promise<void> {
     return this.mutex.run(networkId, async () => {
       const ep = await this.getEndpoint(networkId, id);

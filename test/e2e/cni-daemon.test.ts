@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ROOT, startTsnet, type TsnetDaemon } from '../../bench/lab.js';
 import { cleanNamespacesAfterEach, makeNs } from '../helpers/netns.js';
-import { isRoot, linkNames, ok, ping, run, uniqueName } from '../helpers/sys.js';
+import { ipJson, isRoot, linkNames, ok, ping, run, uniqueName } from '../helpers/sys.js';
 
 const hasCurl = isRoot && ok('which', ['curl']);
 
@@ -64,6 +64,43 @@ describe.skipIf(!hasCurl)('CNI plugins with the daemon running', () => {
       for (const [ns, id] of [[a, 'fast-a'], [b, 'fast-b']] as const) expect(invoke('DEL', { CNI_CONTAINERID: id, CNI_NETNS: ns.path, CNI_IFNAME: 'eth0' }).code).toBe(0);
     }
     expect(linkNames()).not.toContain(conf.bridge);
+  });
+
+  it('DEL through the daemon takes eth0 out of the container at once, a re-ADD reuses the name, and the pair goes in the next batch', async () => {
+    const ns = makeNs('fd');
+    const env = { CNI_CONTAINERID: 'fast-d', CNI_NETNS: ns.path, CNI_IFNAME: 'eth0' };
+    const keep = makeNs('fk'); // keeps the network alive between the two attachments
+    const keepEnv = { CNI_CONTAINERID: 'fast-k', CNI_NETNS: keep.path, CNI_IFNAME: 'eth0' };
+    expect(invoke('ADD', keepEnv).code).toBe(0);
+    try {
+      const first = invoke('ADD', env);
+      expect(first.code, first.raw).toBe(0);
+      const hostEnds = (): string[] => linkNames().filter((l) => l.startsWith('tsv'));
+      const before = hostEnds();
+      expect(invoke('DEL', env).code).toBe(0);
+      // Gone from the container's view under its name; what may remain for a moment is down.
+      const left = ipJson<any[]>(ns.name, 'link', 'show').filter((l) => l.ifname !== 'lo');
+      expect(left.map((l) => l.ifname)).not.toContain('eth0');
+      for (const l of left) {
+        expect(l.ifname).toMatch(/^tsx/);
+        expect(l.flags).not.toContain('UP');
+      }
+      // The same attachment again, at once, in the same namespace.
+      const again = invoke('ADD', env);
+      expect(again.code, again.raw).toBe(0);
+      expect(ping(ns.name, '10.247.1.1')).toBe(true);
+      expect(invoke('DEL', env).code).toBe(0);
+      // Both detached pairs are deleted by the daemon's reaper: the container keeps no tsx link and
+      // the host only the other attachment's end.
+      const end = Date.now() + 3000;
+      while (Date.now() < end && (linkNames(ns.name).some((l) => l.startsWith('tsx')) || hostEnds().length > before.length - 1)) {
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      expect(linkNames(ns.name).filter((l) => l !== 'lo')).toEqual([]);
+      expect(hostEnds().length).toBe(before.length - 1);
+    } finally {
+      expect(invoke('DEL', keepEnv).code).toBe(0);
+    }
   });
 
   it('another state directory beside the daemon is refused (its chains would be overwritten); the same one may run standalone', () => {
