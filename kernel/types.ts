@@ -79,6 +79,8 @@ export interface Link {
   master?: number;
   /** IFLA_LINK: the peer of a veth, the parent of a macvlan/vlan (possibly in another netns). */
   parentIndex?: number;
+  /** The parent (a veth's peer) lives in another namespace (IFLA_LINK_NETNSID): parentIndex is that namespace's. */
+  parentElsewhere?: boolean;
   stats?: LinkStats;
   vxlan?: { vni: number; port: number; local?: string; learning: boolean; proxy: boolean; dev?: number };
   macvlan?: { mode: MacvlanMode | number };

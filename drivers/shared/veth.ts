@@ -95,7 +95,8 @@ export function containerIpv6Setting(ifName: string, ipv4Only: boolean): [string
  */
 export async function setAsideInSandbox(ctx: DriverContext, endpointId: string, ep: VethEndpointState, sandbox: NetnsRef, bridgeSide: NetlinkHandle = ctx.host): Promise<boolean> {
   const hostEnd = await bridgeSide.linkFind({ name: ep.hostIf });
-  if (hostEnd?.parentIndex === undefined) return false;
+  // A peer still beside its host end was never moved (or made) anywhere: no sandbox to open.
+  if (hostEnd?.parentIndex === undefined || !hostEnd.parentElsewhere) return false;
   await using sb = await NetlinkHandle.open(sandbox);
   const end = await sb.linkFind({ index: hostEnd.parentIndex });
   if (!end || end.kind !== 'veth' || end.parentIndex !== hostEnd.index || (ep.mac && end.mac !== ep.mac)) return false;

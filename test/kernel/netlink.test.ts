@@ -33,6 +33,7 @@ describe.skipIf(!isRoot)('netlink handle (root, throwaway namespaces)', () => {
     // The kernel's echo names the new link and its peer's index in the other namespace.
     expect(made).toMatchObject({ name: 'v-host', kind: 'veth', mtu: 1400 });
     expect(made!.parentIndex).toBe(ipJson(cont.name, 'link', 'show', 'dev', 'eth0')[0].ifindex);
+    expect(made!.parentElsewhere).toBe(true); // the index is the other namespace's
     await nl.addrAdd({ name: 'v-host' }, '10.77.0.1/24');
     await nl.linkSetUp({ name: 'v-host' });
     await using c = await NetlinkHandle.open({ path: cont.path });
@@ -71,7 +72,9 @@ describe.skipIf(!isRoot)('netlink handle (root, throwaway namespaces)', () => {
 
   it('bridge: create, enslave, release, port flags, up/down, MTU, MAC, rename, delete', async () => {
     await nl.linkAdd({ kind: 'bridge', name: 'br-t' });
-    await nl.linkAdd({ kind: 'veth', name: 'p0', peer: { name: 'p1' } });
+    const pair = await nl.linkAdd({ kind: 'veth', name: 'p0', peer: { name: 'p1' } });
+    expect(pair!.parentIndex).toBe(link('p1').ifindex);
+    expect(pair!.parentElsewhere).toBeUndefined(); // both ends in this namespace
     await nl.linkSet({ name: 'p0' }, { master: { name: 'br-t' }, up: true });
     await nl.linkSet({ name: 'br-t' }, { up: true, mtu: 1450, mac: '02:11:22:33:44:55' });
     expect(link('p0').master).toBe('br-t');
