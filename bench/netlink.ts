@@ -35,6 +35,9 @@ async function setUpOurs(host: NetnsRef, cont: NetnsRef, pairs: number): Promise
  */
 const ONE_QUEUE = ['numtxqueues', '1', 'numrxqueues', '1'];
 
+/** The link group the batched-delete figures retire links into, on both sides. */
+const GROUP = 4242;
+
 /** Anchor: iproute2, one exec per step, the way a shell-script plugin does it. */
 async function setUpIp(hn: string, cn: string, pairs: number): Promise<void> {
   for (let i = 0; i < pairs; i++) {
@@ -53,13 +56,15 @@ export async function benchNetlink(opts: BenchOptions): Promise<BenchResult[]> {
   try {
     // Warm-up, untimed, for both sides: a daemon's binding code is compiled long before its
     // thousandth attach, and the first execs of ip pay for loading it into the page cache.
+    const hn = `${tag}h`;
+    const cn = `${tag}c`;
     const warm = Math.min(pairs, 50);
     const [wh, wc] = await setUpOurs(host, cont, warm);
     for (let i = 0; i < warm; i++) await wh.linkDel({ name: `bv${i}` });
     await wh.close();
     await wc.close();
-    await setUpIp(`${tag}h`, `${tag}c`, 5);
-    for (let i = 0; i < 5; i++) await ip('-n', `${tag}h`, 'link', 'del', `bv${i}`);
+    await setUpIp(hn, cn, 5);
+    for (let i = 0; i < 5; i++) await ip('-n', hn, 'link', 'del', `bv${i}`);
 
     const t0 = performance.now();
     const [h, c] = await setUpOurs(host, cont, pairs);
@@ -69,8 +74,6 @@ export async function benchNetlink(opts: BenchOptions): Promise<BenchResult[]> {
     await h.close();
     await c.close();
 
-    const hn = `${tag}h`;
-    const cn = `${tag}c`;
     const t1 = performance.now();
     await setUpIp(hn, cn, pairs);
     const anchorSetupMs = performance.now() - t1;
@@ -95,7 +98,7 @@ export async function benchNetlink(opts: BenchOptions): Promise<BenchResult[]> {
     const floorMs = await floorSetUp();
     const floorDeleteMs = await batch(hn, (i) => `link del bv${i}\n`);
     const floorBatchSetUpMs = await floorSetUp();
-    const floorBatchDeleteMs = await batch(hn, (i) => `link set bv${i} group 4242\n${i === pairs - 1 ? 'link del group 4242\n' : ''}`);
+    const floorBatchDeleteMs = await batch(hn, (i) => `link set bv${i} group ${GROUP}\n${i === pairs - 1 ? `link del group ${GROUP}\n` : ''}`);
     rmSync(batchFile);
     const ceiling = (anchorMs: number, floor: number, ops: number): string =>
       `kernel floor (same work via ip -batch, one process, no exec per step): ${(ops / (floor / 1000)).toFixed(0)} ops/s, i.e. at most ${(anchorMs / floor).toFixed(1)}x over exec of ip`;
@@ -104,7 +107,6 @@ export async function benchNetlink(opts: BenchOptions): Promise<BenchResult[]> {
     // setting a link down waits for a grace period of its own), then one RTM_DELLINK for the group,
     // so the kernel's grace periods are paid once per batch. The anchor does the same with ip:
     // `ip link set … group G` per link, one `ip link del group G`.
-    const GROUP = 4242;
     const t3 = performance.now();
     const [h2, c2] = await setUpOurs(host, cont, pairs);
     for (let i = 0; i < pairs; i++) await h2.linkSet({ name: `bv${i}` }, { group: GROUP });
@@ -146,7 +148,7 @@ export async function benchNetlink(opts: BenchOptions): Promise<BenchResult[]> {
         anchor: (pairs * 5 + 1) / (anchorBatchMs / 1000),
         higherIsBetter: true,
         target: 20,
-        anchorCommand: 'the four commands above, then ip -n H link set bvN group 4242 for each, and one ip -n H link del group 4242 (tsnet deletes the same way: a link group, one RTM_DELLINK)',
+        anchorCommand: `the four commands above, then ip -n H link set bvN group ${GROUP} for each, and one ip -n H link del group ${GROUP} (tsnet deletes the same way: a link group, one RTM_DELLINK)`,
         note: ceiling(anchorBatchMs, floorBatchSetUpMs + floorBatchDeleteMs, pairs * 5 + 1),
       },
     ];

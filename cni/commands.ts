@@ -225,16 +225,23 @@ export async function cmdAdd(rt: CniRuntime, env: CniEnv, conf: BridgeConf): Pro
   });
 }
 
+/**
+ * DEL's first step for a veth endpoint: the interface leaves the container. With the daemon,
+ * deleting the endpoint retires its host end and the pair goes in the reaper's next batch, so the
+ * container end only has to leave the container's view now: the network's leave step takes it
+ * down and renames it aside. That spares DEL the kernel's deletion (grace periods and an
+ * rcu_barrier, ~35 ms). Standalone, nothing runs after we exit: it is deleted here.
+ */
+export async function takeOutOfSandbox(rt: CniRuntime, env: CniEnv, networkId: string | undefined, epId: string): Promise<void> {
+  if (networkId && rt.networks.defersLinkDeletion) await rt.networks.leave(networkId, epId);
+  if (env.netns) await removeFromSandbox({ path: env.netns }, env.ifName);
+}
+
 /** Idempotent: gone netns, interface, endpoint or allocation are all fine. */
 export async function cmdDel(rt: CniRuntime, env: CniEnv, conf: BridgeConf): Promise<void> {
   const epId = endpointIdFor(env.containerId, env.ifName);
   const net = await findNetwork(rt, conf);
-  // With the daemon, deleting the endpoint retires its host end and the pair goes in the reaper's
-  // next batch, so the container end only has to leave the container's view now: leave takes it
-  // down and renames it aside. That spares DEL the kernel's deletion (grace periods and an
-  // rcu_barrier, ~35 ms). Standalone, nothing runs after we exit: it is deleted here.
-  if (net && rt.networks.defersLinkDeletion) await rt.networks.leave(net.id, epId);
-  if (env.netns) await removeFromSandbox({ path: env.netns }, env.ifName);
+  await takeOutOfSandbox(rt, env, net?.id, epId);
   if (net) {
     await rt.networks.revokeExternal(net.id, epId);
     await rt.networks.deleteEndpoint(net.id, epId);

@@ -14,7 +14,7 @@ import { withFileLock } from '../store/file-lock.js';
 import { OVERLAY_VXLAN } from '../drivers/overlay/index.js';
 import { overlayHandle } from '../drivers/overlay/netns.js';
 import { bigToIp, parseSubnet } from '../ipam/subnet.js';
-import { endpointIdFor, type CniRuntime } from './commands.js';
+import { endpointIdFor, takeOutOfSandbox, type CniRuntime } from './commands.js';
 import { parseCniArgs, requestedAddress, type BridgeConf } from './conf.js';
 import { CNI_CODES, CniError, type CniEnv, type CniResult } from './types.js';
 
@@ -121,9 +121,7 @@ async function dropIfUnused(rt: CniRuntime, conf: BridgeConf): Promise<void> {
 export async function overlayDel(rt: CniRuntime, env: CniEnv, conf: BridgeConf): Promise<void> {
   const epId = endpointIdFor(env.containerId, env.ifName);
   const net = await findNetwork(rt, conf.name);
-  // As for tsbridge (cmdDel): with the daemon the end is set aside now and deleted in a batch.
-  if (net && rt.networks.defersLinkDeletion) await rt.networks.leave(net.id, epId);
-  if (env.netns) await removeFromSandbox({ path: env.netns }, env.ifName);
+  await takeOutOfSandbox(rt, env, net?.id, epId);
   if (net) {
     await rt.networks.revokeExternal(net.id, epId);
     await rt.networks.deleteEndpoint(net.id, epId);

@@ -19,7 +19,10 @@ export interface VethEndpointState {
   inSandbox?: boolean;
 }
 
-const vethNames = (endpointId: string) => ({ host: `tsv${endpointId.slice(0, 12)}`, container: `tsc${endpointId.slice(0, 12)}` });
+/** Names of an endpoint's veth ends; `aside` is what a left container end is renamed to (never ethN). */
+const vethNames = (endpointId: string) => ({
+  host: `tsv${endpointId.slice(0, 12)}`, container: `tsc${endpointId.slice(0, 12)}`, aside: `tsx${endpointId.slice(0, 12)}`,
+});
 
 /** Docker's convention: 02:42 followed by the IPv4 address, so MACs are stable and readable. */
 export function macFromIpv4(cidr: string): string {
@@ -93,21 +96,17 @@ export function containerIpv6Setting(ifName: string, ipv4Only: boolean): [string
  * Only our own veth is touched: the link at the host end's peer index must be a veth whose peer
  * is that host end. Anything unexpected leaves the sandbox alone, and Docker does what it always did.
  */
-export async function setAsideInSandbox(ctx: DriverContext, endpointId: string, ep: VethEndpointState, sandbox: NetnsRef, bridgeSide: NetlinkHandle = ctx.host): Promise<boolean> {
+export async function setAsideInSandbox(ctx: DriverContext, endpointId: string, ep: VethEndpointState, sandbox: NetnsRef, bridgeSide: NetlinkHandle = ctx.host): Promise<void> {
   const hostEnd = await bridgeSide.linkFind({ name: ep.hostIf });
   // A peer still beside its host end was never moved (or made) anywhere: no sandbox to open.
-  if (hostEnd?.parentIndex === undefined || !hostEnd.parentElsewhere) return false;
+  if (hostEnd?.parentIndex === undefined || !hostEnd.parentElsewhere) return;
   await using sb = await NetlinkHandle.open(sandbox);
   const end = await sb.linkFind({ index: hostEnd.parentIndex });
-  if (!end || end.kind !== 'veth' || end.parentIndex !== hostEnd.index || (ep.mac && end.mac !== ep.mac)) return false;
+  if (!end || end.kind !== 'veth' || end.parentIndex !== hostEnd.index || (ep.mac && end.mac !== ep.mac)) return;
   // A link is renamed only while down.
   await sb.linkSet({ index: end.index }, { up: false });
-  await sb.linkSet({ index: end.index }, { name: asideName(endpointId) });
-  return true;
+  await sb.linkSet({ index: end.index }, { name: vethNames(endpointId).aside });
 }
-
-/** The name a left container end takes in its sandbox: never one Docker gives (ethN). */
-export const asideName = (endpointId: string): string => `tsx${endpointId.slice(0, 12)}`;
 
 /** After Leave, Docker moves the container end back to the host; deleting either end removes both. */
 export async function detachVeth(ctx: DriverContext, ep: VethEndpointState, bridgeSide: NetlinkHandle = ctx.host): Promise<void> {

@@ -145,8 +145,9 @@ export function parseLink(payload: Buffer): Link {
   const parent = a.u32(IFLA.LINK);
   // A device that names itself as its link is its own parent (plain devices); a peer in another
   // namespace (IFLA_LINK_NETNSID) may well have the same index number as this link.
-  if (parent !== undefined && (parent !== index || a.has(IFLA.LINK_NETNSID))) link.parentIndex = parent;
-  if (parent !== undefined && a.has(IFLA.LINK_NETNSID)) link.parentElsewhere = true;
+  const elsewhere = a.has(IFLA.LINK_NETNSID);
+  if (parent !== undefined && (parent !== index || elsewhere)) link.parentIndex = parent;
+  if (parent !== undefined && elsewhere) link.parentElsewhere = true;
   const stats = a.buf(IFLA.STATS64);
   if (stats && stats.length >= 64) link.stats = parseStats64(stats);
   const info = a.nested(IFLA.LINKINFO);

@@ -23,7 +23,6 @@ NetlinkLane::NetlinkLane(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Netl
   if (!info[0].IsNumber() || !info[1].IsNumber()) throw Napi::TypeError::New(env, "NetlinkLane(fd, portId)");
   fd_ = info[0].As<Napi::Number>().Int32Value();
   portId_ = info[1].As<Napi::Number>().Uint32Value();
-  scratch_.resize(64 * 1024);
   if (sched_getaffinity(0, sizeof(allowed_), &allowed_) != 0) CPU_ZERO(&allowed_);
   // The function only carries settled exchanges back; it holds the loop open only while one is
   // outstanding (Ref/Unref around each), like a pool request would.

@@ -20,8 +20,8 @@ SysError OpenNetlinkSocket(const std::string& nsPath, OpenedSocket* out);
 
 // Sends one request (seq must be set in the buffer) and collects every reply message with that
 // sequence number until NLMSG_DONE or NLMSG_ERROR. Returns the raw reply messages concatenated.
-// `scratch` is the receive buffer, kept by the caller across calls and grown when a datagram
-// needs more.
+// `scratch` is the receive buffer, kept by the caller across calls; it is made 64 KiB on first
+// use, more than any netlink datagram, and a longer one is an EMSGSIZE error.
 SysError Transact(int fd, uint32_t portId, uint32_t seq, const std::vector<uint8_t>& request,
                   std::vector<uint8_t>* replies, std::vector<uint8_t>* scratch);
 
