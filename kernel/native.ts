@@ -28,11 +28,13 @@ export interface NativeUdpResponder {
 /** The thread that carries one netlink socket's exchanges (native/src/netlink_lane.h); owns the socket. */
 export interface NativeNetlinkLane {
   transact(seq: number, request: Buffer): Promise<Buffer>;
+  /** A /proc/sys write in the lane's namespace, run in order with its exchanges. */
+  sysctl(procPath: string, value: string): Promise<Buffer>;
   close(): void;
 }
 
 export interface NativeBinding {
-  NetlinkLane: new (fd: number, portId: number) => NativeNetlinkLane;
+  NetlinkLane: new (fd: number, portId: number, nsPath: string | null) => NativeNetlinkLane;
   UdpResponder: new (address: string, port: number, onQuery: (msg: Buffer, address: string, port: number) => void) => NativeUdpResponder;
   NetlinkWatch: new (nsPath: string | null, groups: number, onData: (buf: Buffer | null) => void) => NativeNetlinkWatch;
   openNetlink(nsPath: string | null): Promise<{ fd: number; portId: number }>;

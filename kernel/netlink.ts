@@ -6,6 +6,7 @@ import { closeSync, openSync } from 'node:fs';
 import { InvalidArgumentError, KernelError, isNotFound } from './errors.js';
 import { native, isNativeError, type NativeNetlinkLane } from './native.js';
 import { validateIfName } from './names.js';
+import { procPath, type SysctlKey } from './sysctl.js';
 import { attr, type Attr } from './nl/attr.js';
 import { AF, IFF, IFLA, NLM_F, RTM, RTM_NAMES } from './nl/constants.js';
 import { addrMessage, ifaddrmsg, parseAddr } from './nl/addr.js';
@@ -62,7 +63,9 @@ class NsFds {
 
 export class NetlinkHandle implements AsyncDisposable {
   private seq = Math.floor(Math.random() * 0x7fffffff);
-  private tail: Promise<unknown> = Promise.resolve();
+  /** Exchanges handed out and not yet settled, and who waits for them all (close). */
+  private outstanding = 0;
+  private drained: (() => void) | undefined;
   private closed = false;
 
   private constructor(
@@ -81,7 +84,7 @@ export class NetlinkHandle implements AsyncDisposable {
     }
     try {
       // The socket's own thread; from here on the lane owns (and closes) the socket.
-      return new NetlinkHandle(ns, new (native().NetlinkLane)(opened.fd, opened.portId), opened.portId);
+      return new NetlinkHandle(ns, new (native().NetlinkLane)(opened.fd, opened.portId, ns?.path ?? null), opened.portId);
     } catch (e) {
       native().closeFd(opened.fd);
       throw e;
@@ -95,7 +98,7 @@ export class NetlinkHandle implements AsyncDisposable {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    await this.tail.catch(() => undefined);
+    if (this.outstanding > 0) await new Promise<void>((resolve) => (this.drained = resolve));
     this.lane.close();
   }
 
@@ -103,34 +106,67 @@ export class NetlinkHandle implements AsyncDisposable {
     await this.close();
   }
 
-  /** One exchange: send, collect replies, raise the kernel's error. Serialised per handle. */
+  /**
+   * One exchange: send, collect replies, raise the kernel's error.
+   *
+   * Exchanges are handed to the lane as they are asked for, not after the previous one settled:
+   * the lane runs them one at a time in that order, back to back, so requests a caller issues
+   * together (or that concurrent operations issue on a shared handle) cost one hand-off between
+   * threads, not one each. Order and outcome are as if each waited for the one before: every
+   * request runs whether or not an earlier one failed, as before.
+   */
   private exchange(type: number, flags: number, header: Buffer, attrs: readonly Attr[], target: string): Promise<ReplyMessage[]> {
-    const run = async (): Promise<ReplyMessage[]> => {
-      if (this.closed) throw new Error('netlink handle is closed');
-      for (let attempt = 0; ; attempt++) {
-        this.seq = (this.seq + 1) >>> 0;
-        const seq = this.seq;
-        // Every non-dump request asks for an ack, so the native side always sees a terminator
-        // (a plain GET is otherwise answered by one message with nothing after it).
-        const wireFlags = (flags & NLM_F.DUMP) === NLM_F.DUMP ? flags : flags | NLM_F.ACK;
-        const req = encodeRequest({ type, flags: wireFlags, header, attrs }, seq, this.portId);
-        let raw: Buffer;
-        try {
-          raw = await this.lane.transact(seq, req);
-        } catch (e) {
-          throw isNativeError(e) ? new KernelError(e.errno, RTM_NAMES[type] ?? `type ${type}`, target) : e;
-        }
-        const reply = parseReply(raw);
-        if (reply.status.errno !== 0) {
-          throw new KernelError(reply.status.errno, RTM_NAMES[type] ?? `type ${type}`, target, reply.status.extack);
-        }
-        // A dump that raced with a change is inconsistent; ask again (netlinksafe's lesson).
-        if (reply.interrupted && (flags & NLM_F.DUMP) === NLM_F.DUMP && attempt < DUMP_RETRIES) continue;
-        return reply.messages;
+    if (this.closed) return Promise.reject(new Error('netlink handle is closed'));
+    const op = RTM_NAMES[type] ?? `type ${type}`;
+    const isDump = (flags & NLM_F.DUMP) === NLM_F.DUMP;
+    // Every non-dump request asks for an ack, so the native side always sees a terminator (a
+    // plain GET is otherwise answered by one message with nothing after it).
+    const wireFlags = isDump ? flags : flags | NLM_F.ACK;
+    const send = async (attempt: number): Promise<ReplyMessage[]> => {
+      this.seq = (this.seq + 1) >>> 0;
+      const seq = this.seq;
+      let raw: Buffer;
+      try {
+        raw = await this.lane.transact(seq, encodeRequest({ type, flags: wireFlags, header, attrs }, seq, this.portId));
+      } catch (e) {
+        throw isNativeError(e) ? new KernelError(e.errno, op, target) : e;
       }
+      const reply = parseReply(raw);
+      if (reply.status.errno !== 0) throw new KernelError(reply.status.errno, op, target, reply.status.extack);
+      // A dump that raced with a change is inconsistent; ask again (netlinksafe's lesson).
+      if (reply.interrupted && isDump && attempt < DUMP_RETRIES && !this.closed) return send(attempt + 1);
+      return reply.messages;
     };
-    const p = this.tail.then(run, run);
-    this.tail = p.catch(() => undefined);
+    const p = send(0);
+    this.track(p);
+    return p;
+  }
+
+  /** close() waits for everything handed out, retried dumps included. */
+  private track(p: Promise<unknown>): void {
+    this.outstanding++;
+    const settled = (): void => {
+      if (--this.outstanding === 0) this.drained?.();
+    };
+    p.then(settled, settled);
+  }
+
+  /**
+   * Writes a sysctl of this handle's namespace, in order with the handle's exchanges: one asked
+   * for after a request runs after it, and one asked for before the next request runs before it,
+   * without the caller waiting in between (the lane's thread lives in the namespace). Use
+   * kernel/sysctl.ts for a sysctl with no netlink work around it.
+   */
+  sysctlSet(key: SysctlKey, value: string): Promise<void> {
+    const path = procPath(key);
+    if (this.closed) return Promise.reject(new Error('netlink handle is closed'));
+    const p = this.lane.sysctl(path, value).then(
+      () => undefined,
+      (e: unknown) => {
+        throw isNativeError(e) ? new KernelError(e.errno, 'sysctl write', path) : e;
+      },
+    );
+    this.track(p);
     return p;
   }
 

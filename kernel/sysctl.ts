@@ -8,7 +8,7 @@ import type { NetnsRef } from './types.js';
 
 export type SysctlKey = string | readonly string[];
 
-function procPath(key: SysctlKey): string {
+export function procPath(key: SysctlKey): string {
   const parts = typeof key === 'string' ? key.split('.') : [...key];
   for (const p of parts) {
     if (!p || p === '.' || p === '..' || p.includes('/') || /[\0\n]/.test(p)) throw new TypeError(`bad sysctl key ${JSON.stringify(key)}`);

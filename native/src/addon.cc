@@ -92,27 +92,12 @@ Napi::Value Sysctl(const Napi::CallbackInfo& info) {
   std::string path = OptionalString(info[1]);
   bool write = !(info[2].IsUndefined() || info[2].IsNull());
   std::string value = write ? OptionalString(info[2]) : "";
-  if (path.rfind("/proc/sys/", 0) != 0 || path.find("..") != std::string::npos)
-    throw Napi::TypeError::New(info.Env(), "sysctl path must be under /proc/sys/");
+  if (!tsnet::IsProcSysPath(path)) throw Napi::TypeError::New(info.Env(), "sysctl path must be under /proc/sys/");
   auto out = std::make_shared<std::string>();
   auto* w = new PromiseWorker(
       info.Env(), "tsnet:sysctl",
       [=]() {
-        return tsnet::RunInNetns(ns, [&]() -> SysError {
-          int fd = open(path.c_str(), (write ? O_WRONLY : O_RDONLY) | O_CLOEXEC);
-          if (fd < 0) return SysError{errno, "open " + path};
-          SysError r;
-          if (write) {
-            if (::write(fd, value.data(), value.size()) < 0) r = SysError{errno, "write " + path};
-          } else {
-            char buf[4096];
-            ssize_t n = read(fd, buf, sizeof(buf));
-            if (n < 0) r = SysError{errno, "read " + path};
-            else out->assign(buf, static_cast<size_t>(n));
-          }
-          close(fd);
-          return r;
-        });
+        return tsnet::RunInNetns(ns, [&]() { return write ? tsnet::ProcSysWrite(path, value) : tsnet::ProcSysRead(path, out.get()); });
       },
       [out](Napi::Env env) { return Napi::String::New(env, *out); });
   w->Queue();

@@ -15,14 +15,17 @@ int busyLanes = 0;
 
 Napi::Function NetlinkLane::Define(Napi::Env env) {
   return DefineClass(env, "NetlinkLane",
-                     {InstanceMethod<&NetlinkLane::Transact>("transact"), InstanceMethod<&NetlinkLane::Close>("close")});
+                     {InstanceMethod<&NetlinkLane::Transact>("transact"), InstanceMethod<&NetlinkLane::Sysctl>("sysctl"),
+                      InstanceMethod<&NetlinkLane::Close>("close")});
 }
 
 NetlinkLane::NetlinkLane(const Napi::CallbackInfo& info) : Napi::ObjectWrap<NetlinkLane>(info) {
   Napi::Env env = info.Env();
-  if (!info[0].IsNumber() || !info[1].IsNumber()) throw Napi::TypeError::New(env, "NetlinkLane(fd, portId)");
+  if (!info[0].IsNumber() || !info[1].IsNumber() || !(info[2].IsString() || info[2].IsNull() || info[2].IsUndefined()))
+    throw Napi::TypeError::New(env, "NetlinkLane(fd, portId, nsPath)");
   fd_ = info[0].As<Napi::Number>().Int32Value();
   portId_ = info[1].As<Napi::Number>().Uint32Value();
+  if (info[2].IsString()) nsPath_ = info[2].As<Napi::String>().Utf8Value();
   if (sched_getaffinity(0, sizeof(allowed_), &allowed_) != 0) CPU_ZERO(&allowed_);
   // The function only carries settled exchanges back; it holds the loop open only while one is
   // outstanding (Ref/Unref around each), like a pool request would.
@@ -57,12 +60,25 @@ Napi::Value NetlinkLane::Transact(const Napi::CallbackInfo& info) {
   if (!info[1].IsBuffer()) throw Napi::TypeError::New(env, "request must be a Buffer");
   if (stopped_) throw Napi::Error::New(env, "netlink lane is closed");
   auto req = info[1].As<Napi::Buffer<uint8_t>>();
-  auto* job = new Job{info[0].As<Napi::Number>().Uint32Value(),
-                      std::vector<uint8_t>(req.Data(), req.Data() + req.Length()),
-                      {},
-                      {},
-                      Napi::Promise::Deferred::New(env),
-                      this};
+  if (req.Length() == 0) throw Napi::TypeError::New(env, "request must not be empty");
+  return Enqueue(env, new Job{info[0].As<Napi::Number>().Uint32Value(),
+                              std::vector<uint8_t>(req.Data(), req.Data() + req.Length()),
+                              {}, {}, {}, {},
+                              Napi::Promise::Deferred::New(env),
+                              this});
+}
+
+Napi::Value NetlinkLane::Sysctl(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!info[0].IsString() || !info[1].IsString()) throw Napi::TypeError::New(env, "sysctl(procPath, value)");
+  std::string path = info[0].As<Napi::String>().Utf8Value();
+  if (!IsProcSysPath(path)) throw Napi::TypeError::New(env, "sysctl path must be under /proc/sys/");
+  if (stopped_) throw Napi::Error::New(env, "netlink lane is closed");
+  return Enqueue(env, new Job{0, {}, path, info[1].As<Napi::String>().Utf8Value(), {}, {},
+                              Napi::Promise::Deferred::New(env), this});
+}
+
+Napi::Value NetlinkLane::Enqueue(Napi::Env env, Job* job) {
   Napi::Promise promise = job->deferred.Promise();
   if (outstanding_++ == 0) {
     busyLanes++;
@@ -97,6 +113,7 @@ void NetlinkLane::Loop() {
     }
     job->lane->Settle(env, job);
   };
+  if (!nsPath_.empty()) nsError_ = EnterNetns(nsPath_);
   for (;;) {
     Job* job;
     {
@@ -106,7 +123,8 @@ void NetlinkLane::Loop() {
       job = queue_.front();
       queue_.pop_front();
     }
-    job->error = tsnet::Transact(fd_, portId_, job->seq, job->request, &job->replies, &scratch_);
+    if (!job->request.empty()) job->error = tsnet::Transact(fd_, portId_, job->seq, job->request, &job->replies, &scratch_);
+    else job->error = nsError_.err != 0 ? nsError_ : ProcSysWrite(job->sysctlPath, job->sysctlValue);
     if (done_.BlockingCall(job, deliver) != napi_ok) delete job;
   }
 }

@@ -15,6 +15,11 @@
 //   neither hand-off has to wake a halted one. When lanes overlap (parallel CNI ADDs) the lane is
 //   let loose on every CPU again, so parallel kernel work still spreads.
 //
+// The lane also writes sysctls of its socket's namespace (/proc/sys/net is per thread: the thread
+// enters that namespace when it starts, and does nothing else for its life). A sysctl queued
+// between two exchanges runs between them, so a caller can order "disable IPv6 on this link" before
+// "set it up" without waiting in between.
+//
 // The lane owns the socket from construction and closes it in Close().
 #pragma once
 #include <napi.h>
@@ -35,14 +40,16 @@ namespace tsnet {
 class NetlinkLane : public Napi::ObjectWrap<NetlinkLane> {
  public:
   static Napi::Function Define(Napi::Env env);
-  // new NetlinkLane(fd, portId)
+  // new NetlinkLane(fd, portId, nsPath | null): nsPath is the namespace the socket was opened in.
   explicit NetlinkLane(const Napi::CallbackInfo& info);
   ~NetlinkLane() override;
 
  private:
   struct Job {
     uint32_t seq;
-    std::vector<uint8_t> request;
+    std::vector<uint8_t> request;  // a netlink request, or empty for a sysctl write
+    std::string sysctlPath;
+    std::string sysctlValue;
     std::vector<uint8_t> replies;
     SysError error;
     Napi::Promise::Deferred deferred;
@@ -51,9 +58,12 @@ class NetlinkLane : public Napi::ObjectWrap<NetlinkLane> {
 
   // transact(seq, request: Buffer): Promise<Buffer> — the reply messages with that seq.
   Napi::Value Transact(const Napi::CallbackInfo& info);
+  // sysctl(procPath, value): Promise<Buffer> (empty) — a write in the lane's namespace, in queue order.
+  Napi::Value Sysctl(const Napi::CallbackInfo& info);
   // close(): finishes queued exchanges, joins the thread, closes the socket. Idempotent.
   Napi::Value Close(const Napi::CallbackInfo& info);
 
+  Napi::Value Enqueue(Napi::Env env, Job* job);
   void Loop();
   void Stop();
   void Settle(Napi::Env env, Job* job);
@@ -61,6 +71,8 @@ class NetlinkLane : public Napi::ObjectWrap<NetlinkLane> {
 
   int fd_;
   uint32_t portId_;
+  std::string nsPath_;
+  SysError nsError_;  // set by the thread if it could not enter nsPath_; sysctls then fail with it
   std::thread thread_;
   std::mutex mu_;
   std::condition_variable cv_;

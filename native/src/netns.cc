@@ -16,19 +16,50 @@ namespace {
 SysError Fail(const char* call) { return SysError{errno, call}; }
 }  // namespace
 
+SysError EnterNetns(const std::string& nsPath) {
+  int nsfd = open(nsPath.c_str(), O_RDONLY | O_CLOEXEC);
+  if (nsfd < 0) return Fail("open netns");
+  SysError r;
+  if (setns(nsfd, CLONE_NEWNET) != 0) r = Fail("setns");
+  close(nsfd);
+  return r;
+}
+
 SysError RunInNetns(const std::string& nsPath, const std::function<SysError()>& fn) {
   if (nsPath.empty()) return fn();
   SysError result;
   std::thread worker([&]() {
-    int nsfd = open(nsPath.c_str(), O_RDONLY | O_CLOEXEC);
-    if (nsfd < 0) { result = Fail("open netns"); return; }
-    if (setns(nsfd, CLONE_NEWNET) != 0) { result = Fail("setns"); close(nsfd); return; }
-    close(nsfd);
-    result = fn();
+    result = EnterNetns(nsPath);
+    if (result.err == 0) result = fn();
     // The thread exits here still inside nsPath; that is intended (see netns.h).
   });
   worker.join();
   return result;
+}
+
+bool IsProcSysPath(const std::string& path) {
+  return path.rfind("/proc/sys/", 0) == 0 && path.find("..") == std::string::npos;
+}
+
+SysError ProcSysWrite(const std::string& path, const std::string& value) {
+  int fd = open(path.c_str(), O_WRONLY | O_CLOEXEC);
+  if (fd < 0) return SysError{errno, "open " + path};
+  SysError r;
+  if (write(fd, value.data(), value.size()) < 0) r = SysError{errno, "write " + path};
+  close(fd);
+  return r;
+}
+
+SysError ProcSysRead(const std::string& path, std::string* out) {
+  int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return SysError{errno, "open " + path};
+  SysError r;
+  char buf[4096];
+  ssize_t n = read(fd, buf, sizeof(buf));
+  if (n < 0) r = SysError{errno, "read " + path};
+  else out->assign(buf, static_cast<size_t>(n));
+  close(fd);
+  return r;
 }
 
 SysError CreateNetns(const std::string& path) {

@@ -19,6 +19,16 @@ struct SysError {
 // fn returns 0 on success or sets err/syscall. Blocks the calling (pool) thread until done.
 SysError RunInNetns(const std::string& nsPath, const std::function<SysError()>& fn);
 
+// Moves the calling thread into the namespace at nsPath for good. Only for a thread tsnet owns
+// and never lends to other work (a NetlinkLane's), never for a pool thread.
+SysError EnterNetns(const std::string& nsPath);
+
+// A /proc/sys file, as seen from the calling thread's network namespace. IsProcSysPath is the check
+// every caller makes first: under /proc/sys/, no "..".
+bool IsProcSysPath(const std::string& path);
+SysError ProcSysWrite(const std::string& path, const std::string& value);
+SysError ProcSysRead(const std::string& path, std::string* out);
+
 // Creates a new network namespace and bind-mounts it at path (like `ip netns add`).
 SysError CreateNetns(const std::string& path);
 // Unmounts and removes a namespace created by CreateNetns. Missing path is success.

@@ -341,6 +341,49 @@ describe.skipIf(!isRoot)('netlink handle (root, throwaway namespaces)', () => {
     expect(run('ip', ['netns', 'exec', host.name, 'cat', '/proc/sys/net/ipv6/conf/s0/accept_dad']).trim()).toBe('0');
     expect(run('cat', ['/proc/sys/net/ipv4/conf/all/route_localnet']).trim()).toBe('0');
   });
+
+  it('a sysctl through the handle runs in its namespace, between the requests around it', async () => {
+    // Nothing awaited in between: create, IPv6 off, up go to the lane together. The sysctl's file
+    // exists only once the create has run, and only in this namespace: run early, or anywhere
+    // else, it would fail with ENOENT.
+    const cont = makeNs('c');
+    const made = nl.linkAdd({ kind: 'veth', name: 'o0', peer: { name: 'o1', netns: { path: cont.path } } });
+    const off = nl.sysctlSet(['net', 'ipv6', 'conf', 'o0', 'disable_ipv6'], '1');
+    const up = nl.linkSetUp({ name: 'o0' });
+    await Promise.all([made, off, up]);
+    await using c = await NetlinkHandle.open({ path: cont.path });
+    await c.linkSetUp({ name: 'o1' });
+    expect(run('ip', ['netns', 'exec', host.name, 'cat', '/proc/sys/net/ipv6/conf/o0/disable_ipv6']).trim()).toBe('1');
+    // The peer, in the other namespace, keeps IPv6 and gets its link-local address.
+    expect(run('ip', ['netns', 'exec', cont.name, 'cat', '/proc/sys/net/ipv6/conf/o1/disable_ipv6']).trim()).toBe('0');
+    await vi.waitFor(() => expect(ipJson(cont.name, '-6', 'addr', 'show', 'dev', 'o1')[0].addr_info.length).toBeGreaterThan(0));
+    expect(link('o0').flags).toContain('UP');
+    expect(ipJson(host.name, '-6', 'addr', 'show', 'dev', 'o0')).toEqual([]);
+    expect(run('ip', ['-n', host.name, '-6', 'route', 'show', 'table', 'all', 'dev', 'o0']).trim()).toBe('');
+    // A sysctl the namespace lacks is a KernelError naming it; the lane goes on.
+    const err = await nl.sysctlSet(['net', 'ipv6', 'conf', 'nosuch0', 'disable_ipv6'], '1').catch((e) => e);
+    expect(err).toBeInstanceOf(KernelError);
+    expect(err.code).toBe('ENOENT');
+    expect(err.message).toContain('/proc/sys/net/ipv6/conf/nosuch0/disable_ipv6');
+    expect((await nl.linkGet({ name: 'o0' })).up).toBe(true);
+  });
+
+  it('requests issued together run in order; one that fails leaves the others to run', async () => {
+    const names = Array.from({ length: 40 }, (_, i) => `p${i}`);
+    const results = await Promise.allSettled(
+      names.flatMap((n, i) => [
+        nl.linkAdd({ kind: 'bridge', name: n }),
+        // A duplicate in the middle of the queue: refused, and nothing after it is held up.
+        ...(i === 20 ? [nl.linkAdd({ kind: 'bridge', name: 'p0' })] : []),
+        nl.linkSet({ name: n }, { mtu: 1300 + i }),
+      ]),
+    );
+    const refused = results.filter((r) => r.status === 'rejected');
+    expect(refused).toHaveLength(1);
+    expect(((refused[0] as PromiseRejectedResult).reason as KernelError).code).toBe('EEXIST');
+    // Each set found its link already made: they ran in the order they were asked for.
+    for (const [i, n] of names.entries()) expect(link(n).mtu).toBe(1300 + i);
+  });
 });
 
 describe.skipIf(!isRoot)('namespaces through the binding', () => {
