@@ -37,12 +37,12 @@ export async function attachVeth(ctx: DriverContext, where: BridgeRef, mtu: numb
   const side = typeof where === 'string' ? ctx.host : where.in;
   const mac = ep.mac || (ep.address4 ? macFromIpv4(ep.address4) : undefined);
   const containerIf = ep.sandbox?.ifName ?? names.container;
-  // The bridge end is made a port of the bridge and up in its create request: one round trip
-  // instead of three (create, look up the bridge, set master and up).
+  // The bridge end is made a port of the bridge in its create request, and set up once its IPv6
+  // is off (below).
   const bridgeIndex = (await side.linkGet({ name: bridge })).index;
   const create = () => ctx.host.linkAdd({
     kind: 'veth', name: names.host, ...(mtu ? { mtu } : {}), ...(typeof where === 'string' ? {} : { netns: where.netns }),
-    master: { index: bridgeIndex }, up: true,
+    master: { index: bridgeIndex },
     // The host end's MAC is never addressed; it carries the store's mark from the first instant.
     ...(ctx.ownedMac ? { mac: ctx.ownedMac() } : {}),
     peer: { name: containerIf, ...(mac ? { mac } : {}), ...(mtu ? { mtu } : {}), ...(ep.sandbox ? { netns: ep.sandbox.netns } : {}) },
@@ -63,9 +63,17 @@ export async function attachVeth(ctx: DriverContext, where: BridgeRef, mtu: numb
   // an overlay's gateway is a port of its own, so its frames never need to turn back).
   const hairpin = typeof where === 'string' ? { bridgePort: { hairpin: true } } : {};
   const mark = ctx.owner ? { alias: ctx.owner } : {};
+  // The bridge end carries frames, never addresses of its own: IPv6 is switched off on it before it
+  // goes up, so the kernel gives it no link-local address, no fe80::/64 and ff00::/8 routes and no
+  // MLD reports (LXD does the same for its bridged host ends). Besides keeping the host's address
+  // list clean, this keeps the IPv6 routing table from growing with every endpoint: the kernel
+  // walks that table on each link event in the namespace, so with a thousand endpoints every
+  // attach, group move and deletion paid for it. Both requests go to the lane at once, and the lane
+  // runs them in order. Best effort: a kernel without IPv6 has no such sysctl.
   await Promise.all([
     sysctlSet(ep.sandbox?.netns ?? ctx.host.netns, ...containerIpv6Setting(containerIf, !!ep.sandbox && !ep.address6)).catch(() => undefined),
-    ctx.owner || typeof where === 'string' ? side.linkSet(hostEnd, { ...mark, ...hairpin }) : undefined,
+    side.sysctlSet(ifaceSysctl('ipv6', names.host, 'disable_ipv6'), '1').catch(() => undefined),
+    side.linkSet(hostEnd, { up: true, ...mark, ...hairpin }),
   ]);
   return { hostIf: names.host, containerIf, ...(mac ? { mac } : {}), ...(ep.sandbox ? { inSandbox: true } : {}) };
 }

@@ -238,6 +238,15 @@ describe.skipIf(!isRoot)('CNI conformance (tsbridge, tsipam)', () => {
       expect(ok('ip', ['netns', 'exec', b.name, 'ping', '-6', '-c', '1', '-W', '2', 'fd45:31::2'])).toBe(true);
       expect(run('ip', ['netns', 'exec', a.name, 'cat', '/proc/sys/net/ipv6/conf/eth0/disable_ipv6']).trim()).toBe('0');
       expect(ping(b.name, '10.245.31.2')).toBe(true);
+      // The bridge ends carry the IPv6 frames above with IPv6 off on themselves: no link-local
+      // address and no routes of their own in the host's namespace.
+      const bridgeEnds = linkNames(host.name).filter((l) => l.startsWith('tsv'));
+      expect(bridgeEnds).toHaveLength(2);
+      for (const l of bridgeEnds) {
+        expect(run('ip', ['netns', 'exec', host.name, 'cat', `/proc/sys/net/ipv6/conf/${l}/disable_ipv6`]).trim()).toBe('1');
+        expect(run('ip', ['-n', host.name, '-6', 'addr', 'show', 'dev', l]).trim()).toBe('');
+        expect(run('ip', ['-n', host.name, '-6', 'route', 'show', 'table', 'all', 'dev', l]).trim()).toBe('');
+      }
     } finally {
       for (const [ns, id] of [[a, 'dsa'], [b, 'dsb']] as const) cni('tsbridge', 'DEL', conf, attach(ns, id));
     }
