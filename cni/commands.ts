@@ -191,8 +191,7 @@ export async function cmdAdd(rt: CniRuntime, env: CniEnv, conf: BridgeConf): Pro
     const names = [...new Set([args.K8S_POD_NAME, ...conf.aliases, env.containerId.slice(0, 12)].filter((n): n is string => !!n))];
     await rt.networks.setEndpointNames(net.id, epId, names);
 
-    const bridge = await rt.host.linkGet({ name: net.state.bridge });
-    const hostVeth = await rt.host.linkGet({ name: bridgeEndpoint(ep).hostIf });
+    const [bridge, hostVeth] = await Promise.all([rt.host.linkGet({ name: net.state.bridge }), rt.host.linkGet({ name: bridgeEndpoint(ep).hostIf })]);
     const gw = (ip: string): string | undefined => (ip.includes(':') ? plan.gateway6 : plan.gateway4);
     const routes = [
       ...(conf.isDefaultGateway && plan.gateway4 ? [{ dst: '0.0.0.0/0', gw: plan.gateway4 }] : []),

@@ -57,7 +57,7 @@ export async function macvlanAdd(rt: CniRuntime, env: CniEnv, conf: BridgeConf):
     const inside = await applyInSandbox(rt.host, netns, {
       ifName: env.ifName, addresses: ips.map((i) => i.address),
       ...(gw4 ? { gateway4: gw4 } : {}), ...(gw6 ? { gateway6: gw6 } : {}),
-      defaultRoute: true, routes, ipv6Sysctl: true,
+      defaultRoute: true, routes,
     });
     routes = [...(gw4 ? [{ dst: '0.0.0.0/0', gw: gw4 }] : []), ...(gw6 ? [{ dst: '::/0', gw: gw6 }] : []), ...routes];
     return {

@@ -4,7 +4,6 @@
 
 import { NetError } from '../../kernel/errors.js';
 import { NetlinkHandle } from '../../kernel/netlink.js';
-import { sysctlSet } from '../../kernel/sysctl.js';
 import { containerIpv6Setting } from './veth.js';
 import type { NetnsRef } from '../../kernel/types.js';
 
@@ -17,11 +16,6 @@ export interface SandboxPlan {
   gateway6?: string;
   defaultRoute: boolean;
   routes: Array<{ dst: string; gw?: string }>;
-  /**
-   * Set the interface's IPv6 sysctl here (veth.ts containerIpv6Setting). Always for an interface
-   * moved in; one made inside needs it unless its maker set it (attachVeth does).
-   */
-  ipv6Sysctl?: boolean;
 }
 
 export async function applyInSandbox(host: NetlinkHandle, netns: NetnsRef, plan: SandboxPlan): Promise<{ mac?: string; mtu: number }> {
@@ -33,22 +27,29 @@ export async function applyInSandbox(host: NetlinkHandle, netns: NetnsRef, plan:
     await host.linkSet({ name: plan.hostSideName }, { netns });
     await c.linkSet({ name: plan.hostSideName }, { name: plan.ifName });
   }
-  if (plan.hostSideName || plan.ipv6Sysctl) {
-    // IPv6 off on an IPv4-only interface, else no duplicate address detection (see veth.ts).
-    await sysctlSet(netns, ...containerIpv6Setting(plan.ifName, !plan.addresses.some((a) => a.includes(':')))).catch(() => undefined);
-  }
-  for (const a of plan.addresses) await c.addrAdd({ name: plan.ifName }, a, { nodad: a.includes(':') });
-  await c.linkSetUp({ name: plan.ifName });
-  await c.linkSetUp({ name: 'lo' }).catch(() => undefined);
-  if (plan.defaultRoute && plan.gateway4) await c.routeReplace({ dst: 'default', gateway: plan.gateway4, dev: { name: plan.ifName } });
-  if (plan.defaultRoute && plan.gateway6) await c.routeReplace({ dst: 'default', gateway: plan.gateway6, dev: { name: plan.ifName }, family: 6 });
+  // Every step goes to the sandbox handle's lane at once; the lane runs them in this order (the
+  // IPv6 sysctl before the interface goes up), back to back. A failure rejects the whole, and the
+  // caller's transaction removes the interface, whatever ran after it.
+  const ipv4Only = !plan.addresses.some((a) => a.includes(':'));
+  const steps: Array<Promise<unknown>> = [
+    // IPv6 off on an IPv4-only interface, else no duplicate address detection (veth.ts says why).
+    // Best effort: a kernel without IPv6 has no such sysctl.
+    c.sysctlSet(...containerIpv6Setting(plan.ifName, ipv4Only)).catch(() => undefined),
+    ...plan.addresses.map((a) => c.addrAdd({ name: plan.ifName }, a, { nodad: a.includes(':') })),
+    c.linkSetUp({ name: plan.ifName }),
+    c.linkSetUp({ name: 'lo' }).catch(() => undefined),
+  ];
+  if (plan.defaultRoute && plan.gateway4) steps.push(c.routeReplace({ dst: 'default', gateway: plan.gateway4, dev: { name: plan.ifName } }));
+  if (plan.defaultRoute && plan.gateway6) steps.push(c.routeReplace({ dst: 'default', gateway: plan.gateway6, dev: { name: plan.ifName }, family: 6 }));
   for (const r of plan.routes) {
     const family = r.dst.includes(':') ? 6 : 4;
     const gw = r.gw ?? (family === 4 ? plan.gateway4 : plan.gateway6);
-    await c.routeReplace({ dst: r.dst === '0.0.0.0/0' || r.dst === '::/0' ? 'default' : r.dst, family, ...(gw ? { gateway: gw } : {}), dev: { name: plan.ifName } });
+    steps.push(c.routeReplace({ dst: r.dst === '0.0.0.0/0' || r.dst === '::/0' ? 'default' : r.dst, family, ...(gw ? { gateway: gw } : {}), dev: { name: plan.ifName } }));
   }
-  const link = await c.linkGet({ name: plan.ifName });
-  return { ...(link.mac ? { mac: link.mac } : {}), mtu: link.mtu };
+  const link = c.linkGet({ name: plan.ifName });
+  await Promise.all([...steps, link]);
+  const { mac, mtu } = await link;
+  return { ...(mac ? { mac } : {}), mtu };
 }
 
 /** Removes the interface from the container; a missing namespace or interface is fine. */

@@ -2,7 +2,7 @@
 // port of the network's bridge and whose other end goes to the container.
 
 import { isKernelError, isNotFound } from '../../kernel/errors.js';
-import { ifaceSysctl, sysctlSet } from '../../kernel/sysctl.js';
+import { ifaceSysctl } from '../../kernel/sysctl.js';
 import type { Tx } from '../../core/tx.js';
 import type { DriverContext, EndpointSpec } from '../driver.js';
 import { NetlinkHandle } from '../../kernel/netlink.js';
@@ -70,8 +70,9 @@ export async function attachVeth(ctx: DriverContext, where: BridgeRef, mtu: numb
   // walks that table on each link event in the namespace, so with a thousand endpoints every
   // attach, group move and deletion paid for it. Both requests go to the lane at once, and the lane
   // runs them in order. Best effort: a kernel without IPv6 has no such sysctl.
+  // The container end's IPv6 setting is made where it is configured: applyInSandbox (CNI); dockerd
+  // moves it into the container itself, and a move resets per-interface sysctls.
   await Promise.all([
-    sysctlSet(ep.sandbox?.netns ?? ctx.host.netns, ...containerIpv6Setting(containerIf, !!ep.sandbox && !ep.address6)).catch(() => undefined),
     side.sysctlSet(ifaceSysctl('ipv6', names.host, 'disable_ipv6'), '1').catch(() => undefined),
     side.linkSet(hostEnd, { up: true, ...mark, ...hairpin }),
   ]);
@@ -79,13 +80,12 @@ export async function attachVeth(ctx: DriverContext, where: BridgeRef, mtu: numb
 }
 
 /**
- * The IPv6 sysctl a container interface gets from us. IPv4-only, inside its sandbox: IPv6 off
- * (what Docker does since CVE-2024-32473: no SLAAC address from a stray router advertisement on
- * an interface the network gave no IPv6). It also keeps each container from sending router
- * solicitations, MLD reports and DAD probes that the bridge floods to every port, a load that
- * grows with the square of the endpoints and slowed attaches at 1,000 of them. Otherwise, or
- * still in the host namespace (Docker moves it, and a move resets per-interface sysctls): no
- * duplicate address detection, so addresses are usable at once.
+ * The IPv6 sysctl a container interface gets from us (inside its sandbox, before it goes up).
+ * IPv4-only: IPv6 off (what Docker does since CVE-2024-32473: no SLAAC address from a stray router
+ * advertisement on an interface the network gave no IPv6). It also keeps each container from
+ * sending router solicitations, MLD reports and DAD probes that the bridge floods to every port, a
+ * load that grows with the square of the endpoints and slowed attaches at 1,000 of them.
+ * Otherwise: no duplicate address detection, so addresses are usable at once.
  */
 export function containerIpv6Setting(ifName: string, ipv4Only: boolean): [string[], string] {
   return ipv4Only ? [ifaceSysctl('ipv6', ifName, 'disable_ipv6'), '1'] : [ifaceSysctl('ipv6', ifName, 'accept_dad'), '0'];
