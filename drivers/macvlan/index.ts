@@ -6,7 +6,8 @@
 import { createHash } from 'node:crypto';
 import { NetError } from '../../kernel/errors.js';
 import { validateIfName } from '../../kernel/names.js';
-import type { MacvlanMode } from '../../kernel/types.js';
+import { NetlinkHandle } from '../../kernel/netlink.js';
+import type { MacvlanMode, NetnsRef } from '../../kernel/types.js';
 import type { Tx } from '../../core/tx.js';
 import { siblingStates, type DriverContext, type EndpointSpec, type JoinPlan, type NetworkDriver, type NetworkSpec, type SiblingNetwork } from '../driver.js';
 import { gatewayPlan } from '../shared/join.js';
@@ -33,6 +34,8 @@ export interface MacvlanNetworkState {
 export interface MacvlanEndpointState {
   /** The macvlan link, made in the host namespace under this name; Docker moves and renames it. */
   ifName: string;
+  /** Its MAC as the kernel made it: how Leave knows it in the sandbox, under dockerd's name. */
+  mac?: string;
 }
 
 const MODES: readonly MacvlanMode[] = ['bridge', 'private', 'vepa', 'passthru'];
@@ -121,12 +124,30 @@ export const macvlanDriver = {
 
   async createEndpoint(ctx: DriverContext, net: MacvlanNetworkState, ep: EndpointSpec, tx: Tx): Promise<MacvlanEndpointState> {
     const ifName = `tsm${ep.id.slice(0, 12)}`;
-    await ctx.host.linkAdd({
+    const made = await ctx.host.linkAdd({
       kind: 'macvlan', name: ifName, parent: { name: net.opts.parent }, mode: net.opts.mode,
       ...(net.opts.mtu ? { mtu: net.opts.mtu } : {}), ...(ep.mac ? { mac: ep.mac } : {}),
     });
     tx.onUndo(`delete ${ifName}`, () => ctx.host.linkDelIfExists({ name: ifName }));
-    return { ifName };
+    const mac = made?.mac ?? ep.mac;
+    return { ifName, ...(mac ? { mac } : {}) };
+  },
+
+  /**
+   * After Leave, dockerd would set the interface down, rename it and move it back to the host
+   * namespace (the move costs the kernel an rcu_barrier(), 13 ms here), only for DeleteEndpoint to
+   * delete it. A macvlan has no peer that could take a set-aside end with it later, so it is
+   * deleted here, in the sandbox; dockerd then finds nothing to move and skips all three (as for
+   * tsbridge, see veth.ts). Only our own link goes: a macvlan in the sandbox with the endpoint's MAC
+   * whose parent is the network's parent in the host namespace. Anything else is left alone.
+   */
+  async leave(ctx: DriverContext, net: MacvlanNetworkState, _id: string, ep: MacvlanEndpointState, sandbox: NetnsRef): Promise<void> {
+    if (!ep.mac) return; // made before the MAC was recorded
+    const [parent, stillHere] = await Promise.all([ctx.host.linkFind({ name: net.opts.parent }), ctx.host.linkFind({ name: ep.ifName })]);
+    if (!parent || stillHere) return; // never moved: DeleteEndpoint deletes it where it is
+    await using sb = await NetlinkHandle.open(sandbox);
+    const mine = (await sb.linkList()).find((l) => l.kind === 'macvlan' && l.mac === ep.mac && l.parentElsewhere && l.parentIndex === parent.index);
+    if (mine) await sb.linkDelIfExists({ index: mine.index });
   },
 
   join(net: MacvlanNetworkState, ep: MacvlanEndpointState): JoinPlan {

@@ -24,7 +24,7 @@ async function until(cond: () => boolean, ms = 3000): Promise<boolean> {
   return cond();
 }
 
-describe.skipIf(!canRun)('leave: the container end is set aside in its sandbox', () => {
+describe.skipIf(!canRun)('leave: the container end is taken out of service in its sandbox', () => {
   const lab = new ClusterLab({ prefix: P, net: 217, etcdPort: 23760 });
   let h: LabHost;
   let hostNl: NetlinkHandle;
@@ -102,5 +102,54 @@ describe.skipIf(!canRun)('leave: the container end is set aside in its sandbox',
     expect(await leave(b.endpointId)).toEqual({});
     await detach(b.endpointId, b.address);
     expect(await until(() => !linkNames(h.ns).includes(`tsv${b.endpointId.slice(0, 12)}`))).toBe(true);
+  });
+
+  it('tsmacvlan: the moved interface is deleted in its sandbox, so nothing comes back; one never moved stays for delete', async () => {
+    // A parent uplink on the lab host (a veth: this kernel has no dummy links).
+    const parent = `${P}mp${hex(4)}`;
+    await hostNl.linkAdd({ kind: 'veth', name: parent, up: true, peer: { name: `${P}mq${hex(4)}` } });
+    const ipam = lab.sock(h, 'tsipam');
+    const mv = lab.sock(h, 'tsmacvlan');
+    const mvNetwork = hex(64);
+    const p = await pluginCall(ipam, '/IpamDriver.RequestPool', { AddressSpace: 'tsnet-local', Pool: '10.97.8.0/24', Options: {}, V6: false });
+    await pluginCall(mv, '/NetworkDriver.CreateNetwork', {
+      NetworkID: mvNetwork, Options: { 'com.docker.network.generic': { parent } },
+      IPv4Data: [{ AddressSpace: 'tsnet-local', Pool: p.Pool, Gateway: '10.97.8.1/24', AuxAddresses: {} }], IPv6Data: [],
+    });
+    const attachMv = async (move: boolean): Promise<{ endpointId: string; sandbox: NetnsRef; mac: string; srcName: string }> => {
+      const sandbox = await createNetns(`${P}lm${hex(6)}`);
+      sandboxes.push(sandbox);
+      const a = await pluginCall(ipam, '/IpamDriver.RequestAddress', { PoolID: p.PoolID, Address: '', Options: {} });
+      const endpointId = hex(64);
+      const made = await pluginCall(mv, '/NetworkDriver.CreateEndpoint', { NetworkID: mvNetwork, EndpointID: endpointId, Interface: { Address: a.Address, AddressIPv6: '', MacAddress: '' }, Options: {} });
+      const j = await pluginCall(mv, '/NetworkDriver.Join', { NetworkID: mvNetwork, EndpointID: endpointId, SandboxKey: sandbox.path, Options: {} });
+      if (move) await hostNl.linkSet({ name: j.InterfaceName.SrcName }, { netns: sandbox, name: 'eth0' });
+      return { endpointId, sandbox, mac: made.Interface.MacAddress, srcName: j.InterfaceName.SrcName };
+    };
+    const leaveMv = (endpointId: string) => pluginCall(mv, '/NetworkDriver.Leave', { NetworkID: mvNetwork, EndpointID: endpointId });
+    const deleteMv = (endpointId: string) => pluginCall(mv, '/NetworkDriver.DeleteEndpoint', { NetworkID: mvNetwork, EndpointID: endpointId });
+    try {
+      const a = await attachMv(true);
+      // The MAC Docker is told is the link's own: the one Leave looks for under dockerd's name.
+      expect(ipJson<any[]>(nsName(a.sandbox), 'link', 'show', 'dev', 'eth0')[0].address).toBe(a.mac);
+      // A macvlan of someone else's in the same sandbox, on the same parent, stays.
+      const other = `${P}mo${hex(4)}`;
+      await hostNl.linkAdd({ kind: 'macvlan', name: other, parent: { name: parent }, mode: 'bridge', netns: a.sandbox });
+      expect(await leaveMv(a.endpointId)).toEqual({});
+      expect(linkNames(nsName(a.sandbox))).toEqual(expect.arrayContaining([other]));
+      expect(linkNames(nsName(a.sandbox))).not.toContain('eth0'); // nothing for dockerd to move back
+      expect(linkNames(h.ns)).not.toContain(a.srcName);
+      expect(await deleteMv(a.endpointId)).toEqual({});
+
+      // Never moved (dockerd failed before the move): Leave leaves it, delete removes it.
+      const b = await attachMv(false);
+      expect(await leaveMv(b.endpointId)).toEqual({});
+      expect(linkNames(h.ns)).toContain(b.srcName);
+      expect(await deleteMv(b.endpointId)).toEqual({});
+      expect(linkNames(h.ns)).not.toContain(b.srcName);
+    } finally {
+      await pluginCall(mv, '/NetworkDriver.DeleteNetwork', { NetworkID: mvNetwork }).catch(() => undefined);
+      await hostNl.linkDelIfExists({ name: parent });
+    }
   });
 });
