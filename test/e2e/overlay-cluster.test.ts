@@ -84,6 +84,14 @@ describe.skipIf(!canRun)('tsoverlay on three hosts', () => {
     const bridges = [h1, h2, h3].map((h) => JSON.parse(run('ip', ['-j', '-n', h.ns, 'addr', 'show', 'dev', 'tso-4096'])) as Array<{ address: string; addr_info: Array<{ local: string }> }>);
     // Bridge and VXLAN live in the network's own namespace, away from the host's netfilter.
     expect(run('ip', ['-n', ovlNs(h1), '-o', 'link', 'show', 'master', 'br0'])).toMatch(/vxlan0[\s\S]*gw0|gw0[\s\S]*vxlan0/);
+    // The bridge's veth ports (the gateway's and each container's) carry frames with IPv6 off on
+    // themselves, as tsbridge's do.
+    const ports = (JSON.parse(run('ip', ['-j', '-n', ovlNs(h1), 'link', 'show', 'master', 'br0'])) as Array<{ ifname: string }>)
+      .map((l) => l.ifname).filter((n) => n === 'gw0' || n.startsWith('tsv'));
+    expect(ports.length).toBeGreaterThanOrEqual(2);
+    for (const port of ports) {
+      expect(run('ip', ['netns', 'exec', ovlNs(h1), 'cat', `/proc/sys/net/ipv6/conf/${port}/disable_ipv6`]).trim()).toBe('1');
+    }
     expect(new Set(bridges.map((b) => b[0]!.address)).size).toBe(1);
     for (const b of bridges) expect(b[0]!.addr_info.map((a) => a.local)).toContain('10.77.0.1');
     const vx = JSON.parse(run('ip', ['-j', '-d', '-n', ovlNs(h1), 'link', 'show', 'vxlan0']))[0];
