@@ -116,7 +116,6 @@ export class NetlinkHandle implements AsyncDisposable {
    * request runs whether or not an earlier one failed, as before.
    */
   private exchange(type: number, flags: number, header: Buffer, attrs: readonly Attr[], target: string): Promise<ReplyMessage[]> {
-    if (this.closed) return Promise.reject(new Error('netlink handle is closed'));
     const op = RTM_NAMES[type] ?? `type ${type}`;
     const isDump = (flags & NLM_F.DUMP) === NLM_F.DUMP;
     // Every non-dump request asks for an ack, so the native side always sees a terminator (a
@@ -137,18 +136,19 @@ export class NetlinkHandle implements AsyncDisposable {
       if (reply.interrupted && isDump && attempt < DUMP_RETRIES && !this.closed) return send(attempt + 1);
       return reply.messages;
     };
-    const p = send(0);
-    this.track(p);
-    return p;
+    return this.submit(() => send(0));
   }
 
-  /** close() waits for everything handed out, retried dumps included. */
-  private track(p: Promise<unknown>): void {
+  /** Hands work to the lane unless the handle is closed; close() waits for it (retried dumps included). */
+  private submit<T>(start: () => Promise<T>): Promise<T> {
+    if (this.closed) return Promise.reject(new Error('netlink handle is closed'));
+    const p = start();
     this.outstanding++;
     const settled = (): void => {
       if (--this.outstanding === 0) this.drained?.();
     };
     p.then(settled, settled);
+    return p;
   }
 
   /**
@@ -159,15 +159,12 @@ export class NetlinkHandle implements AsyncDisposable {
    */
   sysctlSet(key: SysctlKey, value: string): Promise<void> {
     const path = procPath(key);
-    if (this.closed) return Promise.reject(new Error('netlink handle is closed'));
-    const p = this.lane.sysctl(path, value).then(
+    return this.submit(() => this.lane.sysctl(path, value).then(
       () => undefined,
       (e: unknown) => {
         throw isNativeError(e) ? new KernelError(e.errno, 'sysctl write', path) : e;
       },
-    );
-    this.track(p);
-    return p;
+    ));
   }
 
   private ack(type: number, flags: number, header: Buffer, attrs: readonly Attr[], target: string): Promise<void> {

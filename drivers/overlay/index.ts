@@ -14,7 +14,7 @@ import { siblingStates, type DriverContext, type EndpointSpec, type JoinPlan, ty
 import { enableForwarding } from '../shared/forwarding.js';
 import { gatewayPlan } from '../shared/join.js';
 import { coalesce, type PublishedPort } from '../shared/ports.js';
-import { attachVeth, detachVeth, setAsideInSandbox, type VethEndpointState } from '../shared/veth.js';
+import { attachVeth, detachVeth, setAsideInSandbox, upAsBridgePort, type VethEndpointState } from '../shared/veth.js';
 import type { ClusterState } from './cluster.js';
 import { parseOverlayOptions, type OverlayOptions } from './options.js';
 import { createOverlayNetns, overlayHandle, overlayNetnsName, removeOverlayNetns } from './netns.js';
@@ -91,12 +91,9 @@ export async function makeGateway(ctx: DriverContext, st: Pick<OverlayNetworkSta
   await ovl.linkDelIfExists({ name: GATEWAY_PEER }); // a half left by a deleted pair
   await ctx.host.linkAdd({ kind: 'veth', name: st.bridge, mac: st.gatewayMac, mtu: st.mtu, peer: { name: GATEWAY_PEER, mtu: st.mtu, netns: netnsByName(st.netns) } });
   tx?.onUndo(`delete ${st.bridge}`, () => ctx.host.linkDelIfExists({ name: st.bridge }));
-  // The peer is a bridge port like every endpoint's bridge end: IPv6 off before it goes up
-  // (veth.ts says why); the gateway's addresses live on the host end.
-  await Promise.all([
-    ovl.sysctlSet(ifaceSysctl('ipv6', GATEWAY_PEER, 'disable_ipv6'), '1').catch(() => undefined),
-    ovl.linkSet({ name: GATEWAY_PEER }, { master: { name: OVERLAY_BRIDGE }, up: true }),
-  ]);
+  // The peer is a bridge port like every endpoint's bridge end; the gateway's addresses live on
+  // the host end.
+  await upAsBridgePort(ovl, GATEWAY_PEER, { master: { name: OVERLAY_BRIDGE } });
   if (ipv6) await sysctlSet(ctx.host.netns, ifaceSysctl('ipv6', st.bridge, 'disable_ipv6'), '0');
   await sysctlSet(ctx.host.netns, ifaceSysctl('ipv4', st.bridge, 'route_localnet'), '1');
 }

@@ -4,7 +4,7 @@
 
 import { NetError } from '../../kernel/errors.js';
 import { NetlinkHandle } from '../../kernel/netlink.js';
-import { containerIpv6Setting } from './veth.js';
+import { ifaceSysctl } from '../../kernel/sysctl.js';
 import type { NetnsRef } from '../../kernel/types.js';
 
 export interface SandboxPlan {
@@ -16,6 +16,18 @@ export interface SandboxPlan {
   gateway6?: string;
   defaultRoute: boolean;
   routes: Array<{ dst: string; gw?: string }>;
+}
+
+/**
+ * The IPv6 sysctl a container interface gets from us (inside its sandbox, before it goes up).
+ * IPv4-only: IPv6 off (what Docker does since CVE-2024-32473: no SLAAC address from a stray router
+ * advertisement on an interface the network gave no IPv6). It also keeps each container from
+ * sending router solicitations, MLD reports and DAD probes that the bridge floods to every port, a
+ * load that grows with the square of the endpoints and slowed attaches at 1,000 of them.
+ * Otherwise: no duplicate address detection, so addresses are usable at once.
+ */
+export function containerIpv6Setting(ifName: string, ipv4Only: boolean): [string[], string] {
+  return ipv4Only ? [ifaceSysctl('ipv6', ifName, 'disable_ipv6'), '1'] : [ifaceSysctl('ipv6', ifName, 'accept_dad'), '0'];
 }
 
 export async function applyInSandbox(host: NetlinkHandle, netns: NetnsRef, plan: SandboxPlan): Promise<{ mac?: string; mtu: number }> {
@@ -32,7 +44,7 @@ export async function applyInSandbox(host: NetlinkHandle, netns: NetnsRef, plan:
   // caller's transaction removes the interface, whatever ran after it.
   const ipv4Only = !plan.addresses.some((a) => a.includes(':'));
   const steps: Array<Promise<unknown>> = [
-    // IPv6 off on an IPv4-only interface, else no duplicate address detection (veth.ts says why).
+    // IPv6 off on an IPv4-only interface, else no duplicate address detection (see above).
     // Best effort: a kernel without IPv6 has no such sysctl.
     c.sysctlSet(...containerIpv6Setting(plan.ifName, ipv4Only)).catch(() => undefined),
     ...plan.addresses.map((a) => c.addrAdd({ name: plan.ifName }, a, { nodad: a.includes(':') })),

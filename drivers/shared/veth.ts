@@ -6,7 +6,7 @@ import { ifaceSysctl } from '../../kernel/sysctl.js';
 import type { Tx } from '../../core/tx.js';
 import type { DriverContext, EndpointSpec } from '../driver.js';
 import { NetlinkHandle } from '../../kernel/netlink.js';
-import type { Link, NetnsRef } from '../../kernel/types.js';
+import type { Link, LinkChange, LinkId, NetnsRef } from '../../kernel/types.js';
 
 /** A bridge in the host namespace (a name), or in another namespace (a handle bound to it). */
 export type BridgeRef = string | { bridge: string; in: NetlinkHandle; netns: NetnsRef };
@@ -63,32 +63,27 @@ export async function attachVeth(ctx: DriverContext, where: BridgeRef, mtu: numb
   // an overlay's gateway is a port of its own, so its frames never need to turn back).
   const hairpin = typeof where === 'string' ? { bridgePort: { hairpin: true } } : {};
   const mark = ctx.owner ? { alias: ctx.owner } : {};
-  // The bridge end carries frames, never addresses of its own: IPv6 is switched off on it before it
-  // goes up, so the kernel gives it no link-local address, no fe80::/64 and ff00::/8 routes and no
-  // MLD reports (LXD does the same for its bridged host ends). Besides keeping the host's address
-  // list clean, this keeps the IPv6 routing table from growing with every endpoint: the kernel
-  // walks that table on each link event in the namespace, so with a thousand endpoints every
-  // attach, group move and deletion paid for it. Both requests go to the lane at once, and the lane
-  // runs them in order. Best effort: a kernel without IPv6 has no such sysctl.
   // The container end's IPv6 setting is made where it is configured: applyInSandbox (CNI); dockerd
   // moves it into the container itself, and a move resets per-interface sysctls.
-  await Promise.all([
-    side.sysctlSet(ifaceSysctl('ipv6', names.host, 'disable_ipv6'), '1').catch(() => undefined),
-    side.linkSet(hostEnd, { up: true, ...mark, ...hairpin }),
-  ]);
+  await upAsBridgePort(side, names.host, { ...mark, ...hairpin }, hostEnd);
   return { hostIf: names.host, containerIf, ...(mac ? { mac } : {}), ...(ep.sandbox ? { inSandbox: true } : {}) };
 }
 
 /**
- * The IPv6 sysctl a container interface gets from us (inside its sandbox, before it goes up).
- * IPv4-only: IPv6 off (what Docker does since CVE-2024-32473: no SLAAC address from a stray router
- * advertisement on an interface the network gave no IPv6). It also keeps each container from
- * sending router solicitations, MLD reports and DAD probes that the bridge floods to every port, a
- * load that grows with the square of the endpoints and slowed attaches at 1,000 of them.
- * Otherwise: no duplicate address detection, so addresses are usable at once.
+ * Sets up a veth end that is a bridge port (an endpoint's bridge end, tsoverlay's gateway port),
+ * with IPv6 switched off on it first. It carries frames, never addresses of its own, so the kernel
+ * gives it no link-local address, no fe80::/64 and ff00::/8 routes and no MLD reports (LXD does the
+ * same for its bridged host ends). Besides keeping the host's address list clean, this keeps the
+ * IPv6 routing table from growing with every endpoint: the kernel walks that table on each link
+ * event in the namespace, so with a thousand endpoints every attach, group move and deletion paid
+ * for it. Both requests go to the handle's lane at once, and the lane runs them in order. The
+ * sysctl is best effort: a kernel without IPv6 has none.
  */
-export function containerIpv6Setting(ifName: string, ipv4Only: boolean): [string[], string] {
-  return ipv4Only ? [ifaceSysctl('ipv6', ifName, 'disable_ipv6'), '1'] : [ifaceSysctl('ipv6', ifName, 'accept_dad'), '0'];
+export async function upAsBridgePort(h: NetlinkHandle, name: string, change: LinkChange = {}, id: LinkId = { name }): Promise<void> {
+  await Promise.all([
+    h.sysctlSet(ifaceSysctl('ipv6', name, 'disable_ipv6'), '1').catch(() => undefined),
+    h.linkSet(id, { ...change, up: true }),
+  ]);
 }
 
 /**
