@@ -228,8 +228,10 @@ program.command('cni').description('CNI plugins')
   .command('install').description('install the tsbridge, tsoverlay, tsmacvlan and tsipam CNI plugins')
   .option('--bin-dir <dir>', "the runtime's CNI bin dir", '/opt/cni/bin')
   .action((o: { binDir: string }) => {
-    const entry = join(here, 'cni.js');
-    // The native shim (native/src/cni_shim.c) talks to the daemon; it falls back to Node on its own.
+    // The native shim (native/src/cni_shim.c) talks to the daemon; without one it runs the
+    // standalone entry in Node: bin/cni.ts bundled into one file (scripts/bundle-cni.mjs says why).
+    const entry = join(here, 'cni-standalone.js');
+    if (!existsSync(entry)) throw new CliError(`${entry} is missing: run "npm run build:ts"`);
     const shim = join(here, '..', '..', 'build', 'Release', 'tsnet-cni-shim');
     if (!existsSync(shim)) throw new CliError(`${shim} is missing: run "npm run build:native"`);
     mkdirSync(o.binDir, { recursive: true });

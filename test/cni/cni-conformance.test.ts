@@ -10,6 +10,8 @@ import { ipJson, isRoot, linkNames, ok, ping, run, uniqueName } from '../helpers
 
 const CNI_BIN = '/usr/lib/cni';
 const ROOT = new URL('../../', import.meta.url).pathname;
+// What `tsnet cni install` has the plugins run without a daemon (bin/cni.ts, bundled).
+const CNI_ENTRY = join(ROOT, 'dist/bin/cni-standalone.js');
 const hasRefPlugins = ok('test', ['-x', `${CNI_BIN}/portmap`]);
 
 let stateDir: string;
@@ -23,7 +25,7 @@ interface Invocation {
 }
 
 function cni(type: string, command: string, conf: object | string, env: Record<string, string> = {}): Invocation {
-  const r = spawnSync(...host.argv(process.execPath, [join(ROOT, 'dist/bin/cni.js'), type]), {
+  const r = spawnSync(...host.argv(process.execPath, [CNI_ENTRY, type]), {
     input: typeof conf === 'string' ? conf : JSON.stringify(conf),
     encoding: 'utf8',
     env: { PATH: process.env.PATH, TSNET_STATE_DIR: stateDir, CNI_COMMAND: command, CNI_PATH: CNI_BIN, ...env },
@@ -174,7 +176,7 @@ describe.skipIf(!isRoot)('CNI conformance (tsbridge, tsipam)', () => {
     const { spawn } = await import('node:child_process');
     const runAsync = (command: string, ns: { path: string }, id: string): Promise<Invocation> =>
       new Promise((resolve) => {
-        const p = spawn(...host.argv(process.execPath, [join(ROOT, 'dist/bin/cni.js'), 'tsbridge']), {
+        const p = spawn(...host.argv(process.execPath, [CNI_ENTRY, 'tsbridge']), {
           env: { PATH: process.env.PATH, TSNET_STATE_DIR: stateDir, CNI_COMMAND: command, CNI_PATH: CNI_BIN, CNI_CONTAINERID: id, CNI_NETNS: ns.path, CNI_IFNAME: 'eth0' },
         });
         let out = '';
@@ -258,7 +260,7 @@ describe.skipIf(!isRoot)('CNI conformance (tsbridge, tsipam)', () => {
     const ns = makeNs('mm');
     const { spawn } = await import('node:child_process');
     const add = (conf: object, ifName: string): Promise<number> => new Promise((resolve) => {
-      const p = spawn(...host.argv(process.execPath, [join(ROOT, 'dist/bin/cni.js'), 'tsbridge']), {
+      const p = spawn(...host.argv(process.execPath, [CNI_ENTRY, 'tsbridge']), {
         env: { PATH: process.env.PATH, TSNET_STATE_DIR: stateDir, CNI_COMMAND: 'ADD', CNI_PATH: CNI_BIN, CNI_CONTAINERID: 'multi', CNI_NETNS: ns.path, CNI_IFNAME: ifName },
       });
       p.on('exit', (code) => resolve(code ?? -1));

@@ -10,6 +10,8 @@ import { cleanNamespacesAfterEach, makeHostNs, makeNs } from '../helpers/netns.j
 import { isRoot, ok, ping, run, uniqueName } from '../helpers/sys.js';
 
 const ROOT = new URL('../../', import.meta.url).pathname;
+// What `tsnet cni install` has the plugins run without a daemon (bin/cni.ts, bundled).
+const CNI_ENTRY = join(ROOT, 'dist/bin/cni-standalone.js');
 
 describe.skipIf(!isRoot)('CNI tsmacvlan', () => {
   cleanNamespacesAfterEach();
@@ -20,7 +22,7 @@ describe.skipIf(!isRoot)('CNI tsmacvlan', () => {
   let host: ReturnType<typeof makeHostNs>;
 
   const cni = (command: string, conf: object, env: Record<string, string>) => {
-    const r = spawnSync(...host.argv(process.execPath, [join(ROOT, 'dist/bin/cni.js'), 'tsmacvlan']), {
+    const r = spawnSync(...host.argv(process.execPath, [CNI_ENTRY, 'tsmacvlan']), {
       input: JSON.stringify(conf), encoding: 'utf8',
       env: { PATH: process.env.PATH, TSNET_STATE_DIR: stateDir, CNI_COMMAND: command, CNI_PATH: '/usr/lib/cni', ...env },
     });
