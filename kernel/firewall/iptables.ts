@@ -223,6 +223,24 @@ function countRules(text: string): Map<string, number> {
   return counts;
 }
 
+/** The -A lines of one chain in save text, in order: what `iptables -t TABLE -S CHAIN` lists. */
+function chainRules(saved: string, table: string, chain: string): string[] {
+  const out: string[] = [];
+  let t = '';
+  for (const l of saved.split('\n')) {
+    if (l.startsWith('*')) t = l.slice(1);
+    else if (t === table && l.startsWith(`-A ${chain} `)) out.push(l);
+  }
+  return out;
+}
+
+/**
+ * Whether `rules` (one chain's) jump to `target`. Any rule doing so counts, whatever its match:
+ * only tsnet jumps to its chains, and a stricter test that missed iptables-save's spelling of a
+ * match would insert the jump again on every check.
+ */
+const jumpsTo = (rules: readonly string[], target: string): boolean => rules.some((l) => l.endsWith(` -j ${target}`));
+
 /** Everything iptables-save (or ip6tables-save) prints: read-only, no commit. */
 async function saveText(family: IpFamily): Promise<string> {
   return (await execFileP(`${BIN[family]}-save`, [], { maxBuffer: 64 * 1024 * 1024 })).stdout;
@@ -268,8 +286,8 @@ export class IptablesFirewall {
 
   /**
    * Renders every tsnet chain from `nets` and makes sure the built-in chains jump to ours. The
-   * jumps are checked at most every few seconds (each check is several iptables runs); `force`
-   * checks now, as the periodic reconcile does.
+   * jumps are checked at most every few seconds (each check is an iptables-save); `force` checks
+   * now, as the periodic reconcile does.
    */
   async apply(nets: readonly FirewallNetwork[], opts: { force?: boolean; extras?: FirewallExtras } = {}): Promise<void> {
     const checkJumps = opts.force || Date.now() - this.jumpsCheckedAt > 5_000;
@@ -279,6 +297,9 @@ export class IptablesFirewall {
       // every table in a batch is a commit that waits for an RCU grace period (~13 ms each here,
       // serialised per namespace), even when its content is the same. The periodic drift check
       // forces a full render if someone changed our chains meanwhile.
+      // One iptables-save serves both the inserts' precondition and the jump checks.
+      let saved: Promise<string> | undefined;
+      const save = (): Promise<string> => (saved ??= saveText(family));
       const blocks = tableBlocks(renderRules(nets, family, opts.extras));
       const last = opts.force ? undefined : this.applied.get(family);
       const changed = [...blocks].filter(([table, text]) => last?.get(table) !== text);
@@ -296,7 +317,7 @@ export class IptablesFirewall {
           await restore(family, full);
           this.sent.rewrites += changed.length;
         };
-        if (inserts === full || !(await this.kernelHolds(family, changed.map(([t]) => t), last!))) {
+        if (inserts === full || !(await this.kernelHolds(save, changed.map(([t]) => t), last!))) {
           await rewrite();
         } else {
           await restore(family, inserts).then(() => {
@@ -305,7 +326,7 @@ export class IptablesFirewall {
         }
         this.applied.set(family, new Map([...(last ?? []), ...changed]));
       }
-      if (checkJumps) await this.ensureJumps(family);
+      if (checkJumps) await this.ensureJumps(family, await save().catch(() => undefined));
     }));
     if (checkJumps) this.jumpsCheckedAt = Date.now();
   }
@@ -315,9 +336,9 @@ export class IptablesFirewall {
    * position, so they need the kernel to be where we left it (another writer, such as a
    * standalone CNI call on the same store, may have moved it). One iptables-save, no commit.
    */
-  private async kernelHolds(family: IpFamily, tables: string[], last: Map<string, string>): Promise<boolean> {
+  private async kernelHolds(save: () => Promise<string>, tables: string[], last: Map<string, string>): Promise<boolean> {
     try {
-      const have = countRules(await saveText(family));
+      const have = countRules(await save());
       const want = countRules(tables.map((t) => last.get(t) ?? '').join(''));
       return [...want].every(([k, n]) => have.get(k) === n) && [...have].every(([k, n]) => !tables.includes(k.split(' ')[0]!) || want.get(k) === n);
     } catch {
@@ -343,16 +364,8 @@ export class IptablesFirewall {
       }
       const have = countRules(saved);
       for (const [key, n] of want) if ((have.get(key) ?? 0) !== n) problems.push(`${BIN[family]} ${key}: ${have.get(key) ?? 0} rules, want ${n}`);
-      const lines = saved.split('\n');
-      const jump = (table: string, chain: string, target: string): boolean => {
-        let t = '';
-        return lines.some((l) => {
-          if (l.startsWith('*')) t = l.slice(1);
-          return t === table && l.startsWith(`-A ${chain} `) && l.endsWith(`-j ${target}`);
-        });
-      };
       for (const [table, chain, , target] of [['filter', 'FORWARD', [], CHAINS.forward] as const, ...HOOKS]) {
-        if (!jump(table, chain, target)) problems.push(`${BIN[family]} ${table} ${chain} does not jump to ${target}`);
+        if (!jumpsTo(chainRules(saved, table, chain), target)) problems.push(`${BIN[family]} ${table} ${chain} does not jump to ${target}`);
       }
     }
     return problems;
@@ -372,15 +385,22 @@ export class IptablesFirewall {
     }
   }
 
-  private async ensureJumps(family: IpFamily): Promise<void> {
+  /**
+   * Makes the built-in chains jump to ours. One iptables-save answers every check (it was an
+   * `iptables -S` and five `iptables -C` runs in a row, ~3 ms each here); only a jump that is
+   * missing or out of place costs more runs. Our restores never touch built-in chains, so a save
+   * taken before them in the same apply still tells the truth about the jumps.
+   */
+  private async ensureJumps(family: IpFamily, saved: string | undefined): Promise<void> {
+    const text = saved ?? (await saveText(family));
     // FORWARD: our jump goes right after DOCKER-USER when Docker has one, so administrators'
     // DOCKER-USER rules filter our traffic too; otherwise first.
-    const rules = async (): Promise<string[]> =>
-      (await iptables(family, ['-S', 'FORWARD'])).split('\n').filter((l) => l.startsWith('-A FORWARD'));
-    let fwd = await rules();
+    let fwd = chainRules(text, 'filter', 'FORWARD');
     const at = (r: string[], line: string): number => r.findIndex((l) => l === line);
     const expected = (r: string[]): number => at(r, '-A FORWARD -j DOCKER-USER') + 1; // 0 when absent
     if (at(fwd, `-A FORWARD -j ${CHAINS.forward}`) !== expected(fwd)) {
+      const rules = async (): Promise<string[]> =>
+        (await iptables(family, ['-S', 'FORWARD'])).split('\n').filter((l) => l.startsWith('-A FORWARD'));
       while (at(fwd, `-A FORWARD -j ${CHAINS.forward}`) >= 0) {
         await iptables(family, ['-D', 'FORWARD', '-j', CHAINS.forward]);
         fwd = await rules();
@@ -388,8 +408,8 @@ export class IptablesFirewall {
       await iptables(family, ['-I', 'FORWARD', String(expected(fwd) + 1), '-j', CHAINS.forward]);
     }
     for (const [table, chain, match, target] of HOOKS) {
-      const present = await iptables(family, ['-t', table, '-C', chain, ...match, '-j', target]).then(() => true, () => false);
-      if (!present) await iptables(family, ['-t', table, '-I', chain, '1', ...match, '-j', target]);
+      if (!jumpsTo(chainRules(text, table, chain), target)) await iptables(family, ['-t', table, '-I', chain, '1', ...match, '-j', target]);
     }
   }
+
 }

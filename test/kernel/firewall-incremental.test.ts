@@ -16,9 +16,11 @@ const canRun = isRoot && ok('which', ['iptables-restore']);
 interface Outcome {
   sent: { rewrites: number; inserts: number };
   rules: Record<'4' | '6', string[]>;
+  /** Every rule of the built-in chains tsnet hooks into. */
+  builtin: Record<'4' | '6', string[]>;
 }
 
-function applySteps(steps: Array<FirewallNetwork[] | { run: string[] }>): Outcome {
+function applySteps(steps: Array<FirewallNetwork[] | { run: string[] } | { force: FirewallNetwork[] }>): Outcome {
   const ns = makeNs('fw');
   const r = spawnSync('nsenter', [`--net=${ns.path}`, process.execPath, FIXTURE], {
     input: JSON.stringify({ steps, extras: { resolverPort: 53 } }), encoding: 'utf8', timeout: 60_000,
@@ -71,5 +73,40 @@ describe.skipIf(!canRun)('firewall: add-only changes as inserts', () => {
     expect(stepwise.rules['4'].join('\n')).not.toContain('stray0');
     // Only ip6tables' filter table, which nobody touched, still went as inserts.
     expect(stepwise.sent.inserts).toBe(1);
+  });
+
+  it('built-in chains jump to ours once each, FORWARD right after DOCKER-USER; a lost or moved jump comes back, and only once', () => {
+    const nets = [net(1)];
+    // What Docker leaves in FORWARD: its DOCKER-USER jump first, a rule of its own after.
+    const docker = [
+      { run: ['iptables', '-N', 'DOCKER-USER'] },
+      { run: ['iptables', '-A', 'FORWARD', '-j', 'DOCKER-USER'] },
+      { run: ['iptables', '-A', 'FORWARD', '-o', 'docker9', '-j', 'ACCEPT'] },
+    ];
+    const jumps = (family: 4 | 6) => [
+      ...(family === 4 ? ['*filter -A FORWARD -j DOCKER-USER'] : []),
+      '*filter -A FORWARD -j TSNET-FORWARD',
+      ...(family === 4 ? ['*filter -A FORWARD -o docker9 -j ACCEPT'] : []),
+      '*nat -A PREROUTING -m addrtype --dst-type LOCAL -j TSNET-DNAT',
+      '*nat -A OUTPUT -m addrtype --dst-type LOCAL -j TSNET-DNAT',
+      '*nat -A POSTROUTING -j TSNET-POSTROUTING',
+      '*raw -A PREROUTING -j TSNET-RAW',
+      '*raw -A OUTPUT -j TSNET-RAW-OUTPUT',
+    ];
+    // Order matters within a chain (FORWARD); the save prints tables in an order of its own.
+    const byTable = (lines: string[]) => [...lines].sort((a, b) => a.split(' ')[0]!.localeCompare(b.split(' ')[0]!));
+    const first = applySteps([...docker, nets]);
+    expect(byTable(first.builtin['4'])).toEqual(byTable(jumps(4)));
+    expect(byTable(first.builtin['6'])).toEqual(byTable(jumps(6)));
+    // Another writer drops the masquerade hook and moves our FORWARD jump to the end; the periodic
+    // (forced) apply puts both back where they belong, and a second one adds nothing.
+    const lost = [
+      { run: ['iptables', '-t', 'nat', '-D', 'POSTROUTING', '-j', 'TSNET-POSTROUTING'] },
+      { run: ['iptables', '-D', 'FORWARD', '-j', 'TSNET-FORWARD'] },
+      { run: ['iptables', '-A', 'FORWARD', '-j', 'TSNET-FORWARD'] },
+    ];
+    const repaired = applySteps([...docker, nets, ...lost, { force: nets }, { force: nets }]);
+    expect(byTable(repaired.builtin['4'])).toEqual(byTable(jumps(4)));
+    expect(byTable(repaired.builtin['6'])).toEqual(byTable(jumps(6)));
   });
 });
