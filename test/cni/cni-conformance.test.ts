@@ -273,7 +273,7 @@ describe.skipIf(!isRoot)('CNI conformance (tsbridge, tsipam)', () => {
     expect(cni('tsbridge', 'DEL', c2, attach(ns, 'multi', 'eth1')).code).toBe(0);
   });
 
-  it.skipIf(!hasRefPlugins)('chains before the reference portmap plugin, and tsipam serves the reference bridge', () => {
+  it.skipIf(!hasRefPlugins)('chains before the reference portmap, tuning and bandwidth plugins, and tsipam serves the reference bridge', () => {
     const name = uniqueName('ch');
     // Debian's reference plugins speak CNI up to 1.0.0.
     const conf = netConf(name, { ipam: { type: 'tsipam', subnet: '10.245.24.0/24' } }, '1.0.0');
@@ -292,6 +292,16 @@ describe.skipIf(!isRoot)('CNI conformance (tsbridge, tsipam)', () => {
     expect(tu.code, tu.raw).toBe(0);
     expect(run('ip', ['netns', 'exec', ns.name, 'cat', '/proc/sys/net/ipv4/conf/eth0/arp_ignore']).trim()).toBe('1');
     expect(refPlugin('tuning', 'DEL', tuning, attach(ns, 'chain')).code).toBe(0);
+    // And before the reference bandwidth plugin (Kubernetes' bandwidth annotations): it finds our
+    // host end in the result, shapes its egress with tbf and redirects its ingress to an ifb.
+    const bw = { cniVersion: '1.0.0', name, type: 'bandwidth', ingressRate: 8_000_000, ingressBurst: 100_000, egressRate: 8_000_000, egressBurst: 100_000, prevResult: add.out };
+    const bwAdd = refPlugin('bandwidth', 'ADD', bw, attach(ns, 'chain'));
+    expect(bwAdd.code, bwAdd.raw).toBe(0);
+    const hostEnd = (add.out.interfaces as Array<{ name: string; sandbox?: string }>).find((i) => !i.sandbox && i.name.startsWith('tsv'))!.name;
+    expect(run('tc', ['-n', host.name, 'qdisc', 'show', 'dev', hostEnd])).toContain('tbf');
+    expect(run('ip', ['-n', host.name, '-br', 'link'])).toMatch(/^bwp/m);
+    expect(refPlugin('bandwidth', 'DEL', bw, attach(ns, 'chain')).code).toBe(0);
+    expect(run('ip', ['-n', host.name, '-br', 'link'])).not.toMatch(/^bwp/m);
     expect(cni('tsbridge', 'DEL', conf, attach(ns, 'chain')).code).toBe(0);
 
     // The reference bridge with tsipam as its IPAM plugin.
