@@ -7,15 +7,13 @@
 import Fastify, { type FastifyInstance } from 'fastify';
 import { chmod, mkdir, rm } from 'node:fs/promises';
 import { dirname } from 'node:path';
-import { isIP } from 'node:net';
 import { endpointRows, findNetwork, networkDetail, networkRows, noSuchNetwork, poolRows, portRows, readInventory } from '../core/inventory.js';
 import type { Metrics } from '../core/metrics.js';
 import type { NetworkService } from '../core/network-service.js';
 import type { Reconciler } from '../core/reconciler.js';
 import type { RecordBook } from '../dns/records.js';
 import type { Store } from '../store/store.js';
-
-export const DEFAULT_API_SOCKET = '/run/tsnet/api.sock';
+import { parseMetricsAddr } from './addresses.js';
 
 export interface ApiDeps {
   store: Store;
@@ -84,15 +82,6 @@ export async function startApiSocket(path: string, deps: ApiDeps): Promise<Fasti
 }
 
 /** "127.0.0.1:9323" or "[::1]:9323"; anything but a loopback address is refused. */
-export function parseMetricsAddr(addr: string): { host: string; port: number } {
-  const m = /^(?:\[([^\]]+)\]|([^:]+)):(\d{1,5})$/.exec(addr);
-  const host = m?.[1] ?? m?.[2];
-  const port = Number(m?.[3]);
-  if (!m || !host || !isIP(host) || !(port > 0 && port < 65536)) throw new Error(`--metrics-addr must be IP:PORT (got ${JSON.stringify(addr)})`);
-  const loopback = isIP(host) === 4 ? host.startsWith('127.') : host === '::1';
-  if (!loopback) throw new Error(`--metrics-addr must be a loopback address (127.0.0.0/8 or ::1): metrics are not for the network (got ${host})`);
-  return { host, port };
-}
 
 export async function startMetricsListener(addr: string, metrics: Metrics): Promise<FastifyInstance> {
   const { host, port } = parseMetricsAddr(addr);

@@ -6,19 +6,20 @@ import { chmodSync, copyFileSync, existsSync, mkdirSync, renameSync, writeFileSy
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
-import { startDaemon } from '../core/runtime.js';
+import type { Daemon } from '../core/runtime.js';
 import { missingCapabilities } from '../core/capabilities.js';
 import { endpointRows, findNetwork, lookupName, networkDetail, networkRows, noSuchNetwork, poolRows, portRows, type EndpointRow, type Inventory, type NetworkDetail, type NetworkRow, type PoolRow, type PortRow } from '../core/inventory.js';
 import type { NetworkRecord } from '../core/network-service.js';
-import { runDoctor, type Finding } from '../core/doctor.js';
+import type { Finding } from '../core/doctor.js';
 import { TSNET_VERSION } from '../core/version.js';
-import { DEFAULT_API_SOCKET, parseMetricsAddr } from '../api/server.js';
-import { parseClusterStore } from '../store/etcd-cluster.js';
-import { openCniRuntime } from '../core/cni-runtime.js';
-import { pino } from 'pino';
+import { DEFAULT_API_SOCKET, parseMetricsAddr } from '../api/addresses.js';
+import { parseClusterStore } from '../store/cluster-store.js';
 import { CliError, EXIT, print, short, table } from './cli/output.js';
 import { api, fetchOr, unwrap, type GlobalOptions } from './cli/source.js';
 import { installService } from './cli/service.js';
+
+// The daemon, doctor and standalone code are imported by the commands that run them: a command
+// that only asks the daemon something should not load fastify, SQLite or the etcd client first.
 
 const here = dirname(fileURLToPath(import.meta.url));
 
@@ -83,7 +84,8 @@ program
         throw new CliError((e as Error).message, EXIT.USAGE);
       }
     }
-    let daemon: Awaited<ReturnType<typeof startDaemon>>;
+    const { startDaemon } = await import('../core/runtime.js');
+    let daemon: Daemon;
     try {
       daemon = await startDaemon({
         pluginDir: o.pluginDir, stateDir: g.stateDir, logLevel: o.logLevel, apiSocket: g.apiSocket,
@@ -193,6 +195,7 @@ program.command('gc').description('remove endpoints whose container is gone, lea
     if (a) out = unwrap(a);
     else {
       console.error(`(daemon not running: collecting with the store at ${g.stateDir} directly)`);
+      const [{ openCniRuntime }, { pino }] = await Promise.all([import('../core/cni-runtime.js'), import('pino')]);
       const rt = await openCniRuntime(g.stateDir, pino({ level: 'warn' }, pino.destination(2)));
       try {
         out = { endpoints: await rt.networks.gcEndpoints(), repairs: [] };
@@ -214,6 +217,7 @@ program.command('doctor').description('check this host for what tsnet needs and 
   .option('--dns-port <n>', 'port of the per-network resolvers', (v) => Number(v), 53)
   .action(async (o) => {
     const g = globals();
+    const { runDoctor } = await import('../core/doctor.js');
     const findings = await runDoctor({
       stateDir: g.stateDir, pluginDir: o.pluginDir, apiSocket: g.apiSocket, dockerSocket: o.dockerSocket, dnsPort: o.dnsPort,
       ...(o.clusterStore ? { clusterStore: parseClusterStore(o.clusterStore) } : {}),

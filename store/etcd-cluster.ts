@@ -15,6 +15,7 @@
 import { Etcd3, EtcdLeaseInvalidError, type Lease } from 'etcd3';
 import { ExponentialBackoff, noop } from 'cockatiel';
 import { NetError } from '../kernel/errors.js';
+import { IPAM_OWNER } from './cluster-store.js';
 import { bigToIp, ipToBig, parseSubnet } from '../ipam/subnet.js';
 import type {
   ClusterEndpoint, ClusterMember, ClusterNetwork, ClusterNetworkRequest, ClusterState, ClusterView,
@@ -36,9 +37,6 @@ export interface EtcdClusterOptions {
   prefix?: string;
 }
 
-/** Owner of addresses tsipam took for Docker before the endpoint (and its id) exists. */
-export const IPAM_OWNER = 'ipam';
-
 /** First VNI handed out when none is asked for; low ones are left to people picking by hand. */
 const VNI_BASE = 4096;
 const VNI_MAX = 0xffffff;
@@ -46,17 +44,6 @@ const VNI_MAX = 0xffffff;
 interface AddrOwner {
   host: string;
   endpoint: string;
-}
-
-/** Parses "etcd://h:p,h:p" (or "h:p,h:p") into endpoints. */
-export function parseClusterStore(url: string): string[] {
-  const rest = url.replace(/^etcd:\/\//, '');
-  if (rest === url && url.includes('://')) throw new NetError('INVALID_ARGUMENT', `--cluster-store must be etcd://HOST:PORT[,HOST:PORT…], not ${url}`);
-  const eps = rest.split(',').map((s) => s.trim()).filter(Boolean);
-  if (!eps.length || eps.some((e) => !/^[\w.-]+:\d+$|^\[[0-9a-f:]+\]:\d+$/i.test(e))) {
-    throw new NetError('INVALID_ARGUMENT', `--cluster-store must be etcd://HOST:PORT[,HOST:PORT…], not ${url}`);
-  }
-  return eps;
 }
 
 export class EtcdCluster implements ClusterState {

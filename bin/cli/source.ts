@@ -4,8 +4,7 @@
 import { request } from 'node:http';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { readInventory, type Inventory } from '../../core/inventory.js';
-import { SqliteStore } from '../../store/sqlite-store.js';
+import type { Inventory } from '../../core/inventory.js';
 import { CliError, EXIT } from './output.js';
 
 export interface GlobalOptions {
@@ -54,6 +53,8 @@ export async function offline<T>(opts: GlobalOptions, fn: (inv: Inventory) => T 
   const path = join(opts.stateDir, 'tsnet.db');
   if (!existsSync(path)) throw new CliError(`no daemon answers on ${opts.apiSocket} and there is no store at ${path}`);
   console.error(`(daemon not running: read from ${path})`);
+  // Loaded only now: with the daemon up, a command needs neither SQLite nor the IPAM and DNS code.
+  const [{ SqliteStore }, { readInventory }] = await Promise.all([import('../../store/sqlite-store.js'), import('../../core/inventory.js')]);
   const store = new SqliteStore(path);
   try {
     return await fn(await readInventory(store));

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { parseOverlayOptions } from '../../drivers/overlay/options.js';
 import { gatewayMacFor } from '../../drivers/overlay/index.js';
 import { overlayNetnsName } from '../../drivers/overlay/netns.js';
-import { parseClusterStore } from '../../store/etcd-cluster.js';
+import { parseClusterStore } from '../../store/cluster-store.js';
 
 describe('tsoverlay options', () => {
   it('parses the cluster name, VNI and MTU', () => {
