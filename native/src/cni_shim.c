@@ -8,7 +8,7 @@
  * error, 'F' run standalone) followed by what to print on stdout.
  *
  * The standalone command is read from "tsnet-cni.conf" beside the executable: line 1 the node
- * binary, line 2 the cni.js entry point (written by `tsnet cni install`).
+ * binary, line 2 the standalone entry, dist/bin/cni-standalone.js (written by `tsnet cni install`).
  */
 #include <errno.h>
 #include <libgen.h>
