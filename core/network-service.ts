@@ -4,6 +4,7 @@
 
 import type { Store } from '../store/store.js';
 import { NetError } from '../kernel/errors.js';
+import { overlaps, parseSubnet } from '../ipam/subnet.js';
 import { Tx, KeyedMutex } from './tx.js';
 import type { DriverContext, DriverName, EndpointSpec, JoinPlan, NetworkDriver, NetworkSpec } from '../drivers/driver.js';
 import { bridgeDriver, bridgeFirewallView, type BridgeEndpointState, type BridgeNetworkState } from '../drivers/bridge/index.js';
@@ -70,6 +71,13 @@ const DRIVERS: { [D in DriverName]: NetworkDriver<NetStateOf<D>, EndpointStateOf
  */
 function driverOf(n: NetworkRecord): NetworkDriver<NetworkRecord['state'], EndpointRecord['state']> {
   return DRIVERS[n.driver] as unknown as NetworkDriver<NetworkRecord['state'], EndpointRecord['state']>;
+}
+
+/** How an error names another network: its CNI name, or its id (and bridge) as Docker shows them. */
+function networkLabel(n: NetworkRecord): string {
+  if (n.id.startsWith('cni-')) return `${JSON.stringify(n.id.slice(4))} (CNI)`;
+  const bridge = (n.state as { bridge?: string }).bridge;
+  return `${n.id.slice(0, 12)}${bridge ? ` (${bridge})` : ''}`;
 }
 
 /** Told about changes after they are committed (the DNS resolver follows networks this way). */
@@ -291,10 +299,18 @@ export class NetworkService {
         const driver = spec.driver ?? 'tsbridge';
         DRIVERS[driver].parseOptions(spec.rawOptions);
         const others = await this.listNetworks();
-        const subnets = [...spec.ipv4, ...spec.ipv6].map((s) => s.subnet);
-        for (const o of others) {
-          const clash = [...o.state.subnets4, ...o.state.subnets6].find((s) => subnets.includes(s));
-          if (clash) throw new NetError('POOL_OVERLAP', `subnet ${clash} is already used by tsnet network ${o.id.slice(0, 12)}`);
+        // No two networks of this host may overlap, whichever IPAM gave their pools (Docker's
+        // bridge driver refuses the same): each bridge's on-link route claims its subnet, and
+        // the host would send an overlapping part to whichever route is more specific.
+        for (const mine of [...spec.ipv4, ...spec.ipv6].map((s) => s.subnet)) {
+          const m = parseSubnet(mine);
+          for (const o of others) {
+            const clash = [...o.state.subnets4, ...o.state.subnets6].find((theirs) => overlaps(m, parseSubnet(theirs)));
+            if (clash) {
+              const what = clash === mine ? `is already used by` : `overlaps ${clash} of`;
+              throw new NetError('POOL_OVERLAP', `subnet ${mine} ${what} tsnet network ${networkLabel(o)}`);
+            }
+          }
         }
         // Each driver registers the undo of what it made on tx as it goes.
         const state = await DRIVERS[driver].createNetwork(this.ctx, spec, tx, others);

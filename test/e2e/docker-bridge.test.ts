@@ -200,6 +200,26 @@ describe.skipIf(!hasDocker)('docker + tsbridge (real dockerd)', () => {
     const out = run('sh', ['-c', `docker network create -d tsbridge --ipam-driver tsipam --subnet 10.231.90.128/25 ${name} 2>&1 || true`]);
     expect(out).toMatch(/overlaps 10\.231\.90\.0\/24/);
     expect(linkNames().filter((l) => l.startsWith('tsb'))).toEqual(before);
+
+    // Pools from two IPAMs (Docker's own, then tsipam) cannot see each other; the driver does, as
+    // Docker's bridge driver does ("networks have overlapping IPv4"). Either order is refused.
+    const pools = (): string[] => {
+      const db = new Database(join(daemon.stateDir, 'tsnet.db'), { readonly: true });
+      try {
+        return (db.prepare("select value from kv where key like 'ipam/pool/%'").all() as Array<{ value: string }>).map((r) => (JSON.parse(r.value) as { subnet: string }).subnet);
+      } finally {
+        db.close();
+      }
+    };
+    net(['--subnet', '10.231.91.0/24']);
+    net(['--ipam-driver', 'tsipam', '--subnet', '10.231.92.0/24']);
+    const bridges = linkNames().filter((l) => l.startsWith('tsb'));
+    for (const [ipam, subnet, theirs] of [['tsipam', '10.231.91.128/25', '10.231.91.0/24'], ['default', '10.231.92.0/23', '10.231.92.0/24']] as const) {
+      const refused = run('sh', ['-c', `docker network create -d tsbridge --ipam-driver ${ipam} --subnet ${subnet} ${uniqueName('ovl')} 2>&1 || true`]);
+      expect(refused).toContain(`subnet ${subnet} overlaps ${theirs} of tsnet network`);
+      expect(linkNames().filter((l) => l.startsWith('tsb'))).toEqual(bridges);
+    }
+    expect(pools()).not.toContain('10.231.91.128/25'); // dockerd gave the refused network's pool back
   });
 
   it('SIGKILL of the daemon: containers keep talking; after a restart new containers attach with fresh addresses', async () => {
