@@ -4,7 +4,7 @@
 
 import type { Store } from '../store/store.js';
 import { NetError } from '../kernel/errors.js';
-import { overlaps, parseSubnet } from '../ipam/subnet.js';
+import { ipToBig, overlaps, parseSubnet } from '../ipam/subnet.js';
 import { Tx, KeyedMutex } from './tx.js';
 import type { DriverContext, DriverName, EndpointSpec, JoinPlan, NetworkDriver, NetworkSpec } from '../drivers/driver.js';
 import { bridgeDriver, bridgeFirewallView, type BridgeEndpointState, type BridgeNetworkState } from '../drivers/bridge/index.js';
@@ -228,6 +228,11 @@ export class NetworkService {
             if (!containerIp) {
               if (r.hostIp) throw new NetError('INVALID_ARGUMENT', `cannot publish on ${hostIp}: the container has no IPv${family} address on this network`);
               continue;
+            }
+            // Docker reaches [::1] through its userland proxy; without one nothing can (the
+            // kernel does not NAT IPv6 loopback off the host), so say so rather than map nothing.
+            if (family === 6 && ipToBig(hostIp).value === 1n) {
+              throw new NetError('INVALID_ARGUMENT', `cannot publish on ${hostIp}: IPv6 loopback cannot be forwarded to a container without a proxy; publish on 127.0.0.1 (or on :: for every IPv6 address)`);
             }
             let hostPort: number;
             if (chosen !== undefined) {

@@ -39,6 +39,8 @@ export interface NativeBinding {
   NetlinkWatch: new (nsPath: string | null, groups: number, onData: (buf: Buffer | null) => void) => NativeNetlinkWatch;
   openNetlink(nsPath: string | null): Promise<{ fd: number; portId: number }>;
   closeFd(fd: number): void;
+  /** A bound, never-listening TCP socket holding ip:port; the caller closes the fd. */
+  reserveTcpPort(ip: string, port: number): number;
   sysctl(nsPath: string | null, procPath: string, value: string | null): Promise<string>;
   netnsCreate(path: string): Promise<void>;
   netnsDelete(path: string): Promise<void>;

@@ -1,10 +1,11 @@
 // Published ports: what Docker asks for (a port binding), what we program (a published port),
 // and the host-side reservation that makes a taken port an error instead of a silent shadowing.
 
-import { createServer, isIP, type Server } from 'node:net';
+import { isIP } from 'node:net';
 import { createSocket, type Socket } from 'node:dgram';
 import { readFile } from 'node:fs/promises';
-import { NetError } from '../../kernel/errors.js';
+import { KernelError, NetError } from '../../kernel/errors.js';
+import { holdTcpPort, type HeldPort } from '../../kernel/port-hold.js';
 
 export type PortProto = 'tcp' | 'udp' | 'sctp';
 
@@ -83,12 +84,12 @@ async function ephemeralRange(): Promise<[number, number]> {
   return [lo || 49153, hi || 65535];
 }
 
-type Holder = Server | Socket;
+type Holder = HeldPort | Socket;
 
 /**
- * Holds host ports the way Docker does (it always keeps a listener on a published port), so a port
- * already used by a host process or another container is refused up front. TCP listeners accept
- * and close whatever reaches them without being DNATed (nothing should).
+ * Holds host ports, as Docker does, so a port already used by a host process or another container
+ * is refused up front. A TCP port is held by a socket bound but not listening (kernel/port-hold.ts
+ * says why); a UDP port by a bound socket, which sees nothing the NAT rules redirect.
  */
 export class PortReserver {
   private readonly held = new Map<string, Holder>();
@@ -100,28 +101,26 @@ export class PortReserver {
   private async bindOne(proto: PortProto, ip: string, port: number): Promise<Holder | undefined> {
     if (proto === 'sctp') return undefined; // Node has no SCTP sockets; the rules alone publish it.
     const v6 = ip.includes(':');
-    return new Promise((resolve, reject) => {
-      const onErr = (e: NodeJS.ErrnoException): void =>
-        reject(e.code === 'EADDRINUSE' || e.code === 'EACCES'
-          ? new NetError('PORT_IN_USE', `host port ${ip}:${port}/${proto} is already in use`)
-          : new NetError('INVALID_ARGUMENT', `cannot bind host port ${ip}:${port}/${proto}: ${e.message}`));
-      if (proto === 'tcp') {
-        const srv = createServer((s) => s.destroy());
-        srv.once('error', onErr);
-        srv.listen({ host: ip, port, exclusive: true, ipv6Only: v6 }, () => {
-          srv.off('error', onErr);
-          srv.unref();
-          resolve(srv);
-        });
-      } else {
-        const sock = createSocket({ type: v6 ? 'udp6' : 'udp4', ipv6Only: v6 });
-        sock.once('error', onErr);
-        sock.bind({ address: ip, port, exclusive: true }, () => {
-          sock.off('error', onErr);
-          sock.unref();
-          resolve(sock);
-        });
+    const refused = (code: string | undefined, message: string): NetError =>
+      code === 'EADDRINUSE' || code === 'EACCES'
+        ? new NetError('PORT_IN_USE', `host port ${ip}:${port}/${proto} is already in use`)
+        : new NetError('INVALID_ARGUMENT', `cannot bind host port ${ip}:${port}/${proto}: ${message}`);
+    if (proto === 'tcp') {
+      try {
+        return holdTcpPort(ip, port);
+      } catch (e) {
+        throw refused(e instanceof KernelError ? e.code : undefined, (e as Error).message);
       }
+    }
+    return new Promise((resolve, reject) => {
+      const sock = createSocket({ type: v6 ? 'udp6' : 'udp4', ipv6Only: v6 });
+      sock.once('error', (e: NodeJS.ErrnoException) => reject(refused(e.code, e.message)));
+      sock.bind({ address: ip, port, exclusive: true }, () => {
+        sock.removeAllListeners('error');
+        sock.on('error', () => undefined); // a late error on a held port must not end the daemon
+        sock.unref();
+        resolve(sock);
+      });
     });
   }
 

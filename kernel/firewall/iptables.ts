@@ -133,6 +133,7 @@ export function renderRules(all: readonly FirewallNetwork[], family: IpFamily = 
   f.push('COMMIT');
   const nat: string[] = ['*nat', `:${CHAINS.postrouting} - [0:0]`, `:${CHAINS.dnat} - [0:0]`];
   const raw: string[] = ['*raw', `:${CHAINS.raw} - [0:0]`, `:${CHAINS.rawOut} - [0:0]`];
+  let loopback6Guarded = false;
   const vx = extras.untrackVxlan;
   if (vx && vx.vtep.includes(':') === (family === 6)) {
     raw.push(`-A ${CHAINS.raw} -d ${vx.vtep} -p udp -m udp --dport ${vx.port} -j CT --notrack`);
@@ -153,6 +154,12 @@ export function renderRules(all: readonly FirewallNetwork[], family: IpFamily = 
       nat.push(`-A ${CHAINS.postrouting} -o ${n.bridge} -m addrtype --src-type LOCAL -m conntrack --ctstate DNAT -j MASQUERADE`);
     }
     for (const p of ports) {
+      // IPv6 loopback cannot be NATed off the host (the kernel drops ::1 leaving lo), so a
+      // connection to [::1]:port goes to the port's hold, which refuses it at once.
+      if (family === 6 && !loopback6Guarded) {
+        nat.push(`-A ${CHAINS.dnat} -d ::1/128 -j RETURN`);
+        loopback6Guarded = true;
+      }
       nat.push(dnatRule(p));
       // route_localnet (needed for 127.0.0.1 ports) would let other hosts reach them through a
       // crafted destination; drop such packets before NAT sees them (moby/moby#41872).

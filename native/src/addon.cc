@@ -5,8 +5,11 @@
 // they go through a NetlinkLane (netlink_lane.h), a thread per socket, because they are short and
 // come in long sequences. The TypeScript side of this surface is kernel/native.ts; nothing else
 // imports the addon.
+#include <arpa/inet.h>
 #include <fcntl.h>
 #include <napi.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -85,6 +88,49 @@ Napi::Value CloseFd(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// reserveTcpPort(ip: string, port: number): number (fd). Synchronous: socket and bind never block.
+// Holds a published TCP port: bound, never listening, no SO_REUSEADDR. So another socket cannot
+// take the port (a bind gets EADDRINUSE even with SO_REUSEADDR of its own), while a connection
+// that no NAT rule redirects (IPv6 loopback: the kernel does not NAT ::1 off the host) is refused
+// at once rather than left in a listen backlog nobody accepts from, and a port scan sees it closed.
+Napi::Value ReserveTcpPort(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!info[0].IsString()) throw Napi::TypeError::New(env, "reserveTcpPort(ip, port)");
+  std::string ip = info[0].As<Napi::String>().Utf8Value();
+  uint32_t port = RequireUint(info[1], "port");
+  if (port == 0 || port > 65535) throw Napi::TypeError::New(env, "port must be 1..65535");
+  sockaddr_storage addr{};
+  socklen_t len;
+  auto* v4 = reinterpret_cast<sockaddr_in*>(&addr);
+  auto* v6 = reinterpret_cast<sockaddr_in6*>(&addr);
+  if (inet_pton(AF_INET, ip.c_str(), &v4->sin_addr) == 1) {
+    v4->sin_family = AF_INET;
+    v4->sin_port = htons(static_cast<uint16_t>(port));
+    len = sizeof(*v4);
+  } else if (inet_pton(AF_INET6, ip.c_str(), &v6->sin6_addr) == 1) {
+    v6->sin6_family = AF_INET6;
+    v6->sin6_port = htons(static_cast<uint16_t>(port));
+    len = sizeof(*v6);
+  } else {
+    throw Napi::TypeError::New(env, "not an IP address: " + ip);
+  }
+  int fd = socket(addr.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) throw tsnet::ToJsError(env, SysError{errno, "socket"});
+  int one = 1;
+  // "::" holds the IPv6 port only; 0.0.0.0 is held by a socket of its own, as Docker does.
+  if (addr.ss_family == AF_INET6 && setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one)) != 0) {
+    SysError e{errno, "setsockopt"};
+    close(fd);
+    throw tsnet::ToJsError(env, e);
+  }
+  if (bind(fd, reinterpret_cast<sockaddr*>(&addr), len) != 0) {
+    SysError e{errno, "bind"};
+    close(fd);
+    throw tsnet::ToJsError(env, e);
+  }
+  return Napi::Number::New(env, fd);
+}
+
 // sysctl(nsPath: string | null, procPath: string, value: string | null): Promise<string>
 // Reads (value null) or writes a /proc/sys file as seen from inside the namespace.
 Napi::Value Sysctl(const Napi::CallbackInfo& info) {
@@ -138,6 +184,7 @@ Napi::Value SocketIn(const Napi::CallbackInfo& info) {
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("openNetlink", Napi::Function::New(env, OpenNetlink));
   exports.Set("closeFd", Napi::Function::New(env, CloseFd));
+  exports.Set("reserveTcpPort", Napi::Function::New(env, ReserveTcpPort));
   exports.Set("sysctl", Napi::Function::New(env, Sysctl));
   exports.Set("netnsCreate", Napi::Function::New(env, NetnsCreate));
   exports.Set("netnsDelete", Napi::Function::New(env, NetnsDelete));

@@ -155,6 +155,32 @@ describe.skipIf(!hasDocker)('docker -p on tsbridge (real dockerd)', () => {
     const w = web(ds, 80, '-p', '18090:80');
     expect(fromOutside(`http://[${HOST6}]:18090/`)).toBe(`hello ${w}`);
     expect(fromOutside(`http://${HOST}:18090/`)).toBe(`hello ${w}`);
+    // [::1] cannot be NATed to a container: a client there is refused at once (and falls back to
+    // 127.0.0.1), not left waiting on a listener nobody accepts from. The port is held all the
+    // same, by a socket that does not listen: a host program cannot take it, even with
+    // SO_REUSEADDR, in either family.
+    const probe = run('python3', ['-c', `
+import socket
+s = socket.socket(socket.AF_INET6); s.settimeout(5)
+try:
+    s.connect(('::1', 18090)); print('connected')
+except OSError as e:
+    print(type(e).__name__)
+for fam, ip in ((socket.AF_INET, '0.0.0.0'), (socket.AF_INET6, '::')):
+    t = socket.socket(fam); t.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        t.bind((ip, 18090)); t.listen(); print('taken', ip)
+    except OSError as e:
+        print('held', ip, e.errno)
+`]);
+    expect(probe.trim().split('\n')).toEqual(['ConnectionRefusedError', 'held 0.0.0.0 98', 'held :: 98']);
+    expect(run('ss', ['-Hltn', 'sport = :18090']).trim()).toBe('');
+    // And asking for [::1] explicitly is refused with the reason, leaving nothing.
+    const name = uniqueName('lo6');
+    scene.track(name);
+    const out = run('sh', ['-c', `docker run -d --name ${name} --network ${ds} -p '[::1]:18091:80' ${IMAGE} sleep 60 2>&1 || true`]);
+    expect(out).toContain('cannot publish on ::1: IPv6 loopback cannot be forwarded');
+    expect(run('ip6tables', ['-t', 'nat', '-S', 'TSNET-DNAT'])).not.toContain('18091');
   });
 
   it('removing a container removes exactly its rules; rules grow linearly with containers', () => {
