@@ -33,6 +33,7 @@ const net = (i: number, o: Partial<FirewallNetwork> = {}): FirewallNetwork => ({
   bridge: `tsb-${i}`, subnets4: [`10.9.${i}.0/24`], subnets6: [], internal: false, icc: true, masquerade: true, ports: [], resolvers: [`10.9.${i}.1`], ...o,
 });
 const port = (i: number, hostPort: number) => ({ proto: 'tcp' as const, family: 4 as const, hostIp: '0.0.0.0', hostPort, hostPortEnd: hostPort, containerIp: `10.9.${i}.5`, containerPort: 80 });
+const port6 = (i: number, hostPort: number) => ({ proto: 'tcp' as const, family: 6 as const, hostIp: '::', hostPort, hostPortEnd: hostPort, containerIp: `fd09:${i}::5`, containerPort: 80 });
 
 describe.skipIf(!canRun)('firewall: add-only changes as inserts', () => {
   cleanNamespacesAfterEach();
@@ -45,11 +46,15 @@ describe.skipIf(!canRun)('firewall: add-only changes as inserts', () => {
       [net(1), net(2, { ports: [port(2, 8080)] })],
       [net(1), net(2, { ports: [port(2, 8080), port(2, 8081)] }), net(3, { internal: true, icc: false })],
       [net(1), net(2, { ports: [port(2, 8080), port(2, 8081)] }), net(3, { internal: true, icc: false }), dual],
+      // The first IPv6 port brings the chain's ::1 guard with it, ahead of its DNAT rule.
+      [net(1), net(2, { ports: [port(2, 8080), port(2, 8081)] }), net(3, { internal: true, icc: false }), { ...dual, ports: [port6(4, 8090)] }],
     ];
     const stepwise = applySteps(steps);
     const direct = applySteps([steps.at(-1)!]);
     expect(stepwise.rules['4'].length).toBeGreaterThan(20);
     expect(stepwise.rules).toEqual(direct.rules);
+    const dnat6 = stepwise.rules['6'].filter((r) => r.startsWith('*nat -A TSNET-DNAT'));
+    expect(dnat6).toEqual(['*nat -A TSNET-DNAT -d ::1/128 -j RETURN', expect.stringContaining('--dport 8090 -j DNAT --to-destination [fd09:4::5]:80')]);
     // The first render rewrites; every later table change only added rules.
     expect(stepwise.sent.inserts).toBeGreaterThanOrEqual(8);
     expect(stepwise.sent.rewrites).toBe(direct.sent.rewrites);
