@@ -62,7 +62,7 @@ program
   .option('--advertise-addr <ip>', "this host's underlay address, the VXLAN endpoint (with --cluster-store)")
   .option('--lease-ttl <s>', 'how long a silent host keeps its overlay entries', seconds)
   .option('--cluster-grace <s>', "how long a dead host's addresses stay reserved", seconds)
-  .option('--orphan-grace <s>', 'how long an address Docker was given but never used stays reserved', seconds)
+  .option('--orphan-grace <s>', 'how long an address Docker was given but never used (or a cluster record of an endpoint this host no longer has) stays reserved', seconds)
   .option('--reconcile-interval <s>', 'periodic drift-repair pass (link and address events also start one)', seconds)
   .addOption(new Option('--managed-plugin <driver>', 'serve as a Docker managed plugin: one socket, tsnet.sock, with this network driver and tsipam').choices(['tsbridge', 'tsmacvlan', 'tsnull', 'tshost']))
   .action(async (o) => {

@@ -12,10 +12,17 @@ import type { DnsService } from './dns-service.js';
 
 const plain = (cidr: string): string => cidr.split('/')[0]!;
 
+type Leftover =
+  | { kind: 'address'; key: string; ip: string; endpoint: string }
+  | { kind: 'endpoint'; key: string; endpoint: string };
+
 export class OverlayService implements NetworkObserver {
   readonly peers: OverlayPeers;
   /** Names last published per endpoint: only a change of names is worth a write. */
   private readonly publishedNames = new Map<string, string>();
+
+  /** When each leftover (see reconcileOwned) was first seen, by leftoverKey. */
+  private readonly leftoverSince = new Map<string, number>();
 
   constructor(
     private readonly networks: NetworkService,
@@ -23,6 +30,8 @@ export class OverlayService implements NetworkObserver {
     ctx: DriverContext,
     dns: DnsService,
     private readonly log: Logger,
+    /** How long a leftover must stay one before it goes (the daemon's --orphan-grace). */
+    private readonly leftoverGraceMs = 60_000,
   ) {
     this.peers = new OverlayPeers(ctx, cluster, (id, remote) => dns.setRemoteEndpoints(id, remote));
   }
@@ -65,19 +74,54 @@ export class OverlayService implements NetworkObserver {
     });
   }
 
-  /** Releases addresses and withdraws endpoints this host holds for endpoints it no longer has. */
-  async reconcileOwned(): Promise<void> {
+  /** What this host holds in the cluster store for `n` with no local endpoint to show for it. */
+  private async leftovers(n: NetworkRecord & { state: { cluster: string } }): Promise<Leftover[]> {
+    const local = new Set((await this.networks.listEndpoints(n.id)).map((e) => e.id));
+    const owned = await this.cluster.owned(n.state.cluster);
+    return [
+      ...owned.addresses.filter((a) => !local.has(a.endpoint)).map((a) => ({ kind: 'address' as const, key: `${n.id} address ${a.ip} ${a.endpoint}`, ip: a.ip, endpoint: a.endpoint })),
+      ...owned.endpoints.filter((id) => !local.has(id)).map((id) => ({ kind: 'endpoint' as const, key: `${n.id} endpoint ${id}`, endpoint: id })),
+    ];
+  }
+
+  /**
+   * Releases addresses and withdraws endpoints this host holds for endpoints it no longer has
+   * (a daemon that died between publishing and committing, say). Two things look like leftovers
+   * for a while and are not: an endpoint being created is published before it is committed, and
+   * an address tsipam gave Docker waits for its CreateEndpoint. So a leftover goes only after it
+   * has been one for the grace period, and only after looking again under the network's lock,
+   * which a creation holds from its publish to its commit. (Acting at once withdrew endpoints
+   * being attached, leaving them unreachable from other hosts, and freed their addresses for
+   * reuse.)
+   */
+  async reconcileOwned(now = Date.now()): Promise<void> {
+    const seen = new Set<string>();
     for (const n of await this.networks.listNetworks()) {
       if (!isOverlayNetwork(n)) continue;
       try {
-        const local = new Set((await this.networks.listEndpoints(n.id)).map((e) => e.id));
-        const owned = await this.cluster.owned(n.state.cluster);
-        for (const a of owned.addresses) if (!local.has(a.endpoint)) await this.cluster.releaseAddress(n.state.cluster, a.ip, a.endpoint);
-        for (const id of owned.endpoints) if (!local.has(id)) await this.cluster.withdrawEndpoint(n.state.cluster, id);
+        const found = await this.leftovers(n);
+        for (const l of found) {
+          seen.add(l.key);
+          if (!this.leftoverSince.has(l.key)) this.leftoverSince.set(l.key, now);
+        }
+        const due = found.filter((l) => now - this.leftoverSince.get(l.key)! >= this.leftoverGraceMs);
+        if (!due.length) continue;
+        await this.networks.exclusive(n.id, async () => {
+          const still = new Set((await this.leftovers(n)).map((l) => l.key));
+          for (const l of due) {
+            if (!still.has(l.key)) continue;
+            if (l.kind === 'address') await this.cluster.releaseAddress(n.state.cluster, l.ip, l.endpoint);
+            else await this.cluster.withdrawEndpoint(n.state.cluster, l.endpoint);
+            this.leftoverSince.delete(l.key);
+            this.log.info({ network: n.state.cluster, ...(l.kind === 'address' ? { address: l.ip } : {}), endpoint: l.endpoint }, `cluster leftover ${l.kind} removed`);
+          }
+        });
       } catch (e) {
         this.log.warn({ network: n.state.cluster, err: (e as Error).message }, 'cluster reconcile skipped');
+        for (const k of this.leftoverSince.keys()) if (k.startsWith(`${n.id} `)) seen.add(k); // unknown: keep their age
       }
     }
+    for (const k of [...this.leftoverSince.keys()]) if (!seen.has(k)) this.leftoverSince.delete(k);
   }
 
   /** Periodic pass: kernel entries against the store, and leftovers of this host. */

@@ -169,7 +169,7 @@ async function startServices(opts: DaemonOptions): Promise<Daemon> {
   networks.observe(dns);
   let overlay: OverlayService | undefined;
   if (cluster) {
-    overlay = new OverlayService(networks, cluster, ctx, dns, log);
+    overlay = new OverlayService(networks, cluster, ctx, dns, log, opts.orphanGraceSeconds !== undefined ? opts.orphanGraceSeconds * 1000 : undefined);
     await overlay.restore();
     const c = cluster;
     // Docker with --ipam-driver tsipam: endpoint addresses of a tsoverlay subnet are taken in the
