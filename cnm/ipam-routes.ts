@@ -1,5 +1,6 @@
 // /IpamDriver.* calls, translated to tsipam.
 
+import { randomBytes } from 'node:crypto';
 import { GLOBAL_SPACE, LOCAL_SPACE, type Ipam } from '../ipam/ipam.js';
 import type { Handler } from './server.js';
 import { obj, str } from './wire.js';
@@ -30,7 +31,10 @@ export function ipamRoutes(ipam: Ipam): Array<[string, Handler]> {
       const poolId = str(b, 'PoolID');
       const address = str(b, 'Address', { optional: true });
       const cidr = await ipam.requestAddress(poolId, {
-        owner: isGateway ? `gateway:${poolId}` : `docker:${address || 'dynamic'}`,
+        // Docker's request names no endpoint, so two requests for one address cannot be told
+        // from a retry: each explicit one gets an owner of its own and a taken address is
+        // refused, as Docker's own IPAM does (--ip of a running container must fail).
+        owner: isGateway ? `gateway:${poolId}` : `docker:${address ? `${address}#${randomBytes(4).toString('hex')}` : 'dynamic'}`,
         kind: isGateway ? 'gateway' : 'endpoint',
         ...(address ? { address } : {}),
       });

@@ -110,6 +110,15 @@ export interface AddressDelegate {
   release(ip: string): Promise<void>;
 }
 
+/** Who holds an address, for an error people read ("by the network's gateway", …). */
+function heldBy(a: AllocationRecord): string {
+  if (a.kind === 'gateway') return "by the network's gateway";
+  if (a.kind === 'aux') return 'as an auxiliary address';
+  // Docker asks for --aux-address reservations as plain requests: they look like its containers'.
+  if (a.owner.startsWith('docker:')) return 'by a container or an --aux-address of the network';
+  return `by ${a.owner.slice(0, 12)}`;
+}
+
 export class Ipam {
   /** Unset unless a cluster store is configured: then no pool lookup is added to every call. */
   private delegateFor: ((subnet: string) => Promise<AddressDelegate | undefined>) | undefined;
@@ -309,7 +318,7 @@ export class Ipam {
       const holder = tx.get<AllocationRecord>(key);
       if (holder) {
         if (holder.owner === req.owner && holder.kind === kind) return `${holder.ip}/${subnet.prefixLen}`; // idempotent retry
-        throw new NetError('ADDRESS_IN_USE', `address ${holder.ip} is already in use (${holder.kind} ${holder.owner.slice(0, 12)})`);
+        throw new NetError('ADDRESS_IN_USE', `address ${holder.ip} is already in use ${heldBy(holder)}`);
       }
       value = wanted.value;
     } else if (kind === 'gateway') {

@@ -191,6 +191,19 @@ describe.skipIf(!hasDocker)('docker + tsbridge (real dockerd)', () => {
       expect(a).not.toBe('10.231.111.65');
     }
     expect(new Set(addrs).size).toBe(3);
+
+    // --ip of a running container, of the gateway or of an aux address is refused, as Docker's own
+    // IPAM refuses it: two containers must never share an address.
+    const pinned = ctr(n, '--ip', '10.231.111.20');
+    const again = (ip: string): string => {
+      const name = scene.track(uniqueName('dupip'));
+      return run('sh', ['-c', `docker run -d --name ${name} --network ${n} --ip ${ip} ${IMAGE} sleep 60 2>&1 || true`]);
+    };
+    expect(again('10.231.111.20')).toContain('address 10.231.111.20 is already in use by a container or an --aux-address of the network');
+    const gateway = /default via (\S+)/.exec(docker('exec', pinned, 'ip', '-4', 'route'))![1]!;
+    expect(again(gateway)).toContain(`address ${gateway} is already in use by the network's gateway`);
+    expect(again('10.231.111.65')).toContain('address 10.231.111.65 is already in use');
+    expect(docker('inspect', '-f', '{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}', pinned)).toBe('10.231.111.20');
   });
 
   it('an overlapping subnet is refused clearly and leaves nothing', () => {
