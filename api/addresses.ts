@@ -5,6 +5,7 @@ import { isIP } from 'node:net';
 
 export const DEFAULT_API_SOCKET = '/run/tsnet/api.sock';
 
+/** "127.0.0.1:9323" or "[::1]:9323"; anything but a loopback address is refused. */
 export function parseMetricsAddr(addr: string): { host: string; port: number } {
   const m = /^(?:\[([^\]]+)\]|([^:]+)):(\d{1,5})$/.exec(addr);
   const host = m?.[1] ?? m?.[2];

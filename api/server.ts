@@ -81,8 +81,6 @@ export async function startApiSocket(path: string, deps: ApiDeps): Promise<Fasti
   return app;
 }
 
-/** "127.0.0.1:9323" or "[::1]:9323"; anything but a loopback address is refused. */
-
 export async function startMetricsListener(addr: string, metrics: Metrics): Promise<FastifyInstance> {
   const { host, port } = parseMetricsAddr(addr);
   const app = Fastify({ logger: false });

@@ -7,7 +7,7 @@ import type { OverlayEndpointState } from '../drivers/overlay/index.js';
 import { OverlayPeers } from '../drivers/overlay/peers.js';
 import type { ClusterState } from '../drivers/overlay/cluster.js';
 import type { DriverContext } from '../drivers/driver.js';
-import { isOverlayNetwork, type EndpointRecord, type NetworkObserver, type NetworkRecord, type NetworkService } from './network-service.js';
+import { isOverlayNetwork, type EndpointRecord, type NetworkObserver, type NetworkRecord, type NetworkService, type OverlayNetworkRecord } from './network-service.js';
 import type { DnsService } from './dns-service.js';
 
 const plain = (cidr: string): string => cidr.split('/')[0]!;
@@ -21,7 +21,7 @@ export class OverlayService implements NetworkObserver {
   /** Names last published per endpoint: only a change of names is worth a write. */
   private readonly publishedNames = new Map<string, string>();
 
-  /** When each leftover (see reconcileOwned) was first seen, by leftoverKey. */
+  /** When each leftover (see reconcileOwned) was first seen, by its key. */
   private readonly leftoverSince = new Map<string, number>();
 
   constructor(
@@ -75,7 +75,7 @@ export class OverlayService implements NetworkObserver {
   }
 
   /** What this host holds in the cluster store for `n` with no local endpoint to show for it. */
-  private async leftovers(n: NetworkRecord & { state: { cluster: string } }): Promise<Leftover[]> {
+  private async leftovers(n: OverlayNetworkRecord): Promise<Leftover[]> {
     const local = new Set((await this.networks.listEndpoints(n.id)).map((e) => e.id));
     const owned = await this.cluster.owned(n.state.cluster);
     return [

@@ -17,7 +17,7 @@ export function holdTcpPort(ip: string, port: number): HeldPort {
   try {
     fd = native().reserveTcpPort(ip, port);
   } catch (e) {
-    throw isNativeError(e) ? new KernelError(e.errno, e.syscall ?? 'bind', `${ip.includes(':') ? `[${ip}]` : ip}:${port}/tcp`) : e;
+    throw isNativeError(e) ? new KernelError(e.errno, e.syscall, `${ip.includes(':') ? `[${ip}]` : ip}:${port}/tcp`) : e;
   }
   let open = true;
   return {

@@ -100,7 +100,6 @@ export class PortReserver {
 
   private async bindOne(proto: PortProto, ip: string, port: number): Promise<Holder | undefined> {
     if (proto === 'sctp') return undefined; // Node has no SCTP sockets; the rules alone publish it.
-    const v6 = ip.includes(':');
     const refused = (code: string | undefined, message: string): NetError =>
       code === 'EADDRINUSE' || code === 'EACCES'
         ? new NetError('PORT_IN_USE', `host port ${ip}:${port}/${proto} is already in use`)
@@ -112,6 +111,7 @@ export class PortReserver {
         throw refused(e instanceof KernelError ? e.code : undefined, (e as Error).message);
       }
     }
+    const v6 = ip.includes(':');
     return new Promise((resolve, reject) => {
       const sock = createSocket({ type: v6 ? 'udp6' : 'udp4', ipv6Only: v6 });
       sock.once('error', (e: NodeJS.ErrnoException) => reject(refused(e.code, e.message)));

@@ -269,7 +269,7 @@ export async function forwardChain(family: IpFamily): Promise<{ policy: string; 
   const text = await iptables(family, ['-t', 'filter', '-S', 'FORWARD']);
   return {
     policy: /^-P FORWARD (\w+)/m.exec(text)?.[1] ?? 'unknown',
-    jumpsToTsnet: text.split('\n').some((l) => l.startsWith('-A FORWARD') && l.endsWith(`-j ${CHAINS.forward}`)),
+    jumpsToTsnet: jumpsTo(text.split('\n').filter((l) => l.startsWith('-A FORWARD ')), CHAINS.forward),
   };
 }
 
