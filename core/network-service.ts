@@ -6,6 +6,7 @@ import type { Store } from '../store/store.js';
 import { NetError } from '../kernel/errors.js';
 import { ipToBig, overlaps, parseSubnet } from '../ipam/subnet.js';
 import { Tx, KeyedMutex } from './tx.js';
+import { CoalescingRunner } from './coalescing-runner.js';
 import type { DriverContext, DriverName, EndpointSpec, JoinPlan, NetworkDriver, NetworkSpec } from '../drivers/driver.js';
 import { bridgeDriver, bridgeFirewallView, type BridgeEndpointState, type BridgeNetworkState } from '../drivers/bridge/index.js';
 import { plainDriver, type PlainEndpointState, type PlainNetworkState } from '../drivers/plain/index.js';
@@ -101,6 +102,13 @@ export interface EndpointRecord {
   names?: string[];
 }
 
+/** What one firewall run does; runs folded together do what any of them asked. */
+interface FirewallRun {
+  render: boolean;
+  force: boolean;
+  repairDrift: boolean;
+}
+
 const K = {
   net: (id: string) => `net/${id}`,
   nets: 'net/',
@@ -114,6 +122,16 @@ export class NetworkService {
   private readonly portsMutex = new KeyedMutex();
   readonly reserver = new PortReserver();
   private readonly observers: NetworkObserver[] = [];
+  /**
+   * Every firewall render and drift check, one at a time. Each reads the store when it starts, so
+   * two run side by side (networks created concurrently, a port published during a network
+   * create, the reconciler's check) could land in either order and the later-landing one, read
+   * earlier, would take the other's rules away until the next drift check.
+   */
+  private readonly firewallRuns = new CoalescingRunner<FirewallRun, string[]>(
+    (o) => this.firewallRun(o),
+    (a, b) => ({ render: a.render || b.render, force: a.force || b.force, repairDrift: a.repairDrift || b.repairDrift }),
+  );
 
   constructor(
     private readonly store: Store,
@@ -187,8 +205,25 @@ export class NetworkService {
 
   /** Re-renders the firewall from the store (start-up, and after every network change). */
   async syncFirewall(opts: { force?: boolean } = {}): Promise<void> {
+    await this.firewallRuns.run({ render: true, force: opts.force ?? false, repairDrift: false });
+  }
+
+  /**
+   * Compares the kernel's rules with the store's and re-renders everything when they differ, in
+   * turn with the renders of mutations (so a render in flight is never taken for drift); returns
+   * what differed.
+   */
+  repairFirewallDrift(): Promise<string[]> {
+    return this.firewallRuns.run({ render: false, force: false, repairDrift: true });
+  }
+
+  private async firewallRun(o: FirewallRun): Promise<string[]> {
     const w = await this.firewallWanted();
-    await this.ctx.firewall.apply(w.nets, { ...opts, extras: w.extras });
+    if (o.render) await this.ctx.firewall.apply(w.nets, { force: o.force, extras: w.extras });
+    if (!o.repairDrift) return [];
+    const drift = await this.ctx.firewall.drift(w.nets, w.extras);
+    if (drift.length) await this.ctx.firewall.apply(w.nets, { force: true, extras: w.extras });
+    return drift;
   }
 
   /** Re-takes the host-port reservations recorded in the store (daemon start). */

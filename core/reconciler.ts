@@ -133,9 +133,8 @@ export class Reconciler {
       });
     }
     repairs.push(...(await this.repairSysctls(nets)));
-    const drift = await this.networks.firewallDrift();
+    const drift = await this.networks.repairFirewallDrift();
     if (drift.length) {
-      await this.networks.syncFirewall({ force: true });
       repairs.push({ what: 'firewall re-rendered', object: drift.slice(0, 3).join('; ') + (drift.length > 3 ? ` (+${drift.length - 3})` : '') });
     }
     repairs.push(...(await this.removeLeaks(links)));

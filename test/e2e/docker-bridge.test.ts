@@ -2,11 +2,15 @@
 // torn down through `docker`, verified with packets and with kernel state.
 
 import Database from 'better-sqlite3';
+import { execFile } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { docker, DockerScene, ensureDocker, IMAGE, makeOutsideHost, startTsnet, type TsnetDaemon } from '../helpers/docker.js';
 import { ip, isRoot, linkNames, ok, run, uniqueName } from '../helpers/sys.js';
 
+const execFileP = promisify(execFile);
 const hasDocker = isRoot && ok('which', ['dockerd']);
 
 describe.skipIf(!hasDocker)('docker + tsbridge (real dockerd)', () => {
@@ -30,6 +34,10 @@ describe.skipIf(!hasDocker)('docker + tsbridge (real dockerd)', () => {
       db.close();
     }
   };
+
+  /** Drift repairs of the firewall the daemon has logged so far. */
+  const firewallRepairs = (): number =>
+    readFileSync(join(daemon.stateDir, 'daemon.log'), 'utf8').split('\n').filter((l) => l.includes('"repair":"firewall re-rendered"')).length;
 
   beforeAll(async () => {
     await ensureDocker();
@@ -233,6 +241,24 @@ describe.skipIf(!hasDocker)('docker + tsbridge (real dockerd)', () => {
       expect(linkNames().filter((l) => l.startsWith('tsb'))).toEqual(bridges);
     }
     expect(pools()).not.toContain('10.231.91.128/25'); // dockerd gave the refused network's pool back
+  });
+
+  it('networks created concurrently all have their rules the moment docker network create returns', async () => {
+    // Each render reads the store when it starts; two side by side once landed in either order,
+    // and 5 of 8 networks made together came back with no NAT or forwarding rules until the next
+    // drift pass re-rendered them.
+    const repairsBefore = firewallRepairs();
+    const made = Array.from({ length: 8 }, (_, i) => ({ name: uniqueName('cc'), subnet: `10.231.${120 + i}.0/24`, bridge: `tsbcc${i}` }));
+    await Promise.all(made.map((m) => execFileP('docker', ['network', 'create', '-d', 'tsbridge', '--subnet', m.subnet, '-o', `com.docker.network.bridge.name=${m.bridge}`, m.name])));
+    for (const m of made) scene.nets.push(m.name);
+    const nat = run('iptables', ['-t', 'nat', '-S', 'TSNET-POSTROUTING']);
+    const forward = run('iptables', ['-S', 'TSNET-FORWARD']);
+    for (const m of made) {
+      expect(nat).toContain(`-A TSNET-POSTROUTING -s ${m.subnet} ! -o ${m.bridge} -j MASQUERADE`);
+      expect(forward).toContain(`-o ${m.bridge} `);
+    }
+    // Nor did a drift pass find anything to put back meanwhile.
+    expect(firewallRepairs()).toBe(repairsBefore);
   });
 
   it('SIGKILL of the daemon: containers keep talking; after a restart new containers attach with fresh addresses', async () => {
