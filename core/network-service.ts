@@ -120,6 +120,11 @@ export class NetworkService {
   private readonly mutex = new KeyedMutex();
   /** Host ports are global: published-port changes are serialised across networks too. */
   private readonly portsMutex = new KeyedMutex();
+  /**
+   * Network creations, one at a time: the overlap check reads the networks already committed, so
+   * two overlapping creations side by side would each pass it (4 runs in 5 did, through dockerd).
+   */
+  private readonly creations = new KeyedMutex();
   readonly reserver = new PortReserver();
   private readonly observers: NetworkObserver[] = [];
   /**
@@ -332,7 +337,7 @@ export class NetworkService {
   }
 
   createNetwork(spec: NetworkSpec): Promise<void> {
-    return this.mutex.run(spec.id, () =>
+    return this.mutex.run(spec.id, () => this.creations.run('create', () =>
       Tx.run(this.logUndo, async (tx) => {
         if (await this.getNetwork(spec.id)) throw new NetError('ALREADY_EXISTS', `network ${spec.id.slice(0, 12)} exists`);
         // Validate everything before touching the kernel.
@@ -361,8 +366,7 @@ export class NetworkService {
         tx.onUndo('re-render firewall', () => this.syncFirewall());
         await this.notify((o) => o.networkAdded(rec));
         this.ctx.log.info({ network: spec.id, driver, ...(isBridgeNetwork(rec) ? { bridge: rec.state.bridge } : {}) }, 'network created');
-      }),
-    );
+      })));
   }
 
   /** Idempotent: an unknown network is already deleted. */

@@ -243,6 +243,21 @@ describe.skipIf(!hasDocker)('docker + tsbridge (real dockerd)', () => {
     expect(pools()).not.toContain('10.231.91.128/25'); // dockerd gave the refused network's pool back
   });
 
+  it('of two overlapping networks asked for at once, exactly one is made', async () => {
+    // The overlap check reads committed networks: side by side, both once passed it (4 runs in 5).
+    for (const third of [93, 94, 95]) {
+      const pair = [
+        { name: uniqueName('ovl'), args: ['--subnet', `10.231.${third}.0/24`] },
+        { name: uniqueName('ovl'), args: ['--ipam-driver', 'tsipam', '--subnet', `10.231.${third}.0/25`] },
+      ];
+      const outcomes = await Promise.allSettled(pair.map((p) => execFileP('docker', ['network', 'create', '-d', 'tsbridge', ...p.args, p.name])));
+      pair.forEach((p, i) => outcomes[i]!.status === 'fulfilled' && scene.nets.push(p.name));
+      expect(outcomes.map((o) => o.status).sort()).toEqual(['fulfilled', 'rejected']);
+      const refused = outcomes.find((o): o is PromiseRejectedResult => o.status === 'rejected')!;
+      expect(String((refused.reason as { stderr?: string }).stderr)).toMatch(new RegExp(`subnet 10\\.231\\.${third}\\.0/2[45] (overlaps|is already used by)`));
+    }
+  });
+
   it('networks created concurrently all have their rules the moment docker network create returns', async () => {
     // Each render reads the store when it starts; two side by side once landed in either order,
     // and 5 of 8 networks made together came back with no NAT or forwarding rules until the next
