@@ -95,9 +95,21 @@ export class DockerNames {
     }
   }
 
+  /** A renamed container: its networks are inspected again (all of ours if it cannot be read). */
+  private async renamed(containerId: string): Promise<void> {
+    try {
+      const ctr = await this.get<DockerContainer>(`/containers/${encodeURIComponent(containerId)}/json`);
+      for (const n of Object.values(ctr.NetworkSettings?.Networks ?? {})) if (n.NetworkID) this.schedule(n.NetworkID);
+    } catch {
+      await this.syncAll();
+    }
+  }
+
   private watch(): void {
     if (this.stopped) return;
-    const filters = encodeURIComponent(JSON.stringify({ type: ['network'], event: ['connect', 'disconnect'] }));
+    // Network connect/disconnect name the network; a container rename names the container, and
+    // Docker's own resolver answers the new name at once (libnetwork renames the endpoints).
+    const filters = encodeURIComponent(JSON.stringify({ type: ['network', 'container'], event: ['connect', 'disconnect', 'rename'] }));
     const req = request({ socketPath: this.socketPath, path: `/v1.41/events?filters=${filters}`, method: 'GET' }, (res) => {
       let buf = '';
       res.setEncoding('utf8');
@@ -108,8 +120,10 @@ export class DockerNames {
           const line = buf.slice(0, nl);
           buf = buf.slice(nl + 1);
           try {
-            const ev = JSON.parse(line) as { Actor?: { ID?: string } };
-            if (ev.Actor?.ID) this.schedule(ev.Actor.ID);
+            const ev = JSON.parse(line) as { Type?: string; Actor?: { ID?: string } };
+            if (!ev.Actor?.ID) continue;
+            if (ev.Type === 'container') void this.renamed(ev.Actor.ID);
+            else this.schedule(ev.Actor.ID);
           } catch {
             // a partial or foreign line: ignore
           }

@@ -96,4 +96,20 @@ describe.skipIf(!hasDocker)('embedded DNS on tsbridge networks (real dockerd)', 
     // Docker's first calls after the plugin restart may wait out its reconnect backoff (up to ~15 s).
     expect(await eventually(() => addresses(lookup(a, 'svc', gw)).join() === aIp, 30_000)).toBe(true);
   }, 120_000);
+
+  it('docker rename: the new name answers and the old one is gone, as with Docker’s resolver', async () => {
+    const n = net(['--ipam-driver', 'tsipam', '--subnet', '10.233.13.0/24']);
+    const gw = '10.233.13.1';
+    const a = ctr(n);
+    const b = ctr(n);
+    const bIp = ipOf(b);
+    expect(await eventually(() => addresses(lookup(a, b, gw)).includes(bIp))).toBe(true);
+    const renamed = uniqueName('ren');
+    docker('rename', b, renamed);
+    scene.track(renamed);
+    // Nothing but the rename happens on the network: no connect or disconnect to learn it from.
+    expect(await eventually(() => addresses(lookup(a, renamed, gw)).includes(bIp))).toBe(true);
+    expect(addresses(lookup(a, b, gw))).toEqual([]);
+    expect(lookup(a, `${b}.tsnet.internal`, gw)).toMatch(/NXDOMAIN/);
+  });
 });
