@@ -6,19 +6,7 @@
 import { request } from 'node:http';
 import type { NetworkService } from '../core/network-service.js';
 import type { Logger } from '../drivers/driver.js';
-
-interface DockerNetwork {
-  Id: string;
-  Name: string;
-  Containers?: Record<string, { Name: string; EndpointID: string }>;
-}
-
-interface DockerContainer {
-  Id: string;
-  Name: string;
-  Config?: { Hostname?: string };
-  NetworkSettings?: { Networks?: Record<string, { NetworkID?: string; EndpointID?: string; Aliases?: string[] | null }> };
-}
+import { DEFAULT_DOCKER_SOCKET, dockerGet, type DockerContainer, type DockerNetwork } from './docker-api.js';
 
 export class DockerNames {
   private stopped = false;
@@ -28,28 +16,11 @@ export class DockerNames {
   constructor(
     private readonly svc: NetworkService,
     private readonly log: Logger,
-    private readonly socketPath = '/var/run/docker.sock',
+    private readonly socketPath = DEFAULT_DOCKER_SOCKET,
   ) {}
 
   private get<T>(path: string): Promise<T> {
-    return new Promise((resolve, reject) => {
-      const req = request({ socketPath: this.socketPath, path: `/v1.41${path}`, method: 'GET', timeout: 10_000 }, (res) => {
-        let body = '';
-        res.setEncoding('utf8');
-        res.on('data', (d) => (body += d));
-        res.on('end', () => {
-          if (res.statusCode !== 200) return reject(new Error(`docker GET ${path}: ${res.statusCode} ${body.slice(0, 200)}`));
-          try {
-            resolve(JSON.parse(body) as T);
-          } catch (e) {
-            reject(e as Error);
-          }
-        });
-      });
-      req.on('timeout', () => req.destroy(new Error(`docker GET ${path} timed out`)));
-      req.on('error', reject);
-      req.end();
-    });
+    return dockerGet<T>(this.socketPath, path);
   }
 
   /** Starts the event stream and a first full pass; returns at once. */

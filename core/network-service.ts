@@ -21,6 +21,8 @@ interface RecordBase {
   id: string;
   spec: NetworkSpec;
   createdAt: string;
+  /** Docker's network list has held this network (cnm/docker-sync.ts: only such are Docker's to forget). */
+  seenByDocker?: boolean;
 }
 
 export type NetworkRecord =
@@ -369,6 +371,15 @@ export class NetworkService {
       })));
   }
 
+  /** Records that Docker's network list holds the network (once; later sightings change nothing). */
+  markSeenByDocker(id: string): Promise<void> {
+    return this.mutex.run(id, async () => {
+      const n = await this.getNetwork(id);
+      if (!n || n.seenByDocker) return;
+      await this.store.transact((t) => t.put(K.net(id), { ...n, seenByDocker: true }));
+    });
+  }
+
   /** Idempotent: an unknown network is already deleted. */
   deleteNetwork(id: string): Promise<void> {
     return this.mutex.run(id, async () => {
@@ -385,6 +396,9 @@ export class NetworkService {
         tx.delete(K.net(id));
       });
       await this.syncFirewall();
+      // Docker deletes endpoints first; a network removed with endpoints (Docker forgot them while
+      // the daemon was away) still holds their host ports.
+      await this.releasePorts(eps.flatMap(([, ep]) => ep.ports ?? []));
       await this.notify((o) => o.networkRemoved(id));
       this.ctx.log.info({ network: id }, 'network deleted');
     });

@@ -12,6 +12,7 @@ import { isOverlayNetwork, NetworkService } from './network-service.js';
 import { hostNetworks } from './host-networks.js';
 import { DnsService } from './dns-service.js';
 import { DockerNames } from '../cnm/docker-names.js';
+import { DockerSync } from '../cnm/docker-sync.js';
 import { DEFAULT_CNI_SOCKET, startCniServer } from '../cni/server.js';
 import type { EtcdCluster } from '../store/etcd-cluster.js';
 import { IPAM_OWNER } from '../store/cluster-store.js';
@@ -63,6 +64,8 @@ export interface DaemonOptions {
   reconcileSeconds?: number;
   /** Seconds before an address Docker never used is freed (default 60). */
   orphanGraceSeconds?: number;
+  /** Seconds between sweeps for networks and endpoints Docker forgot (default 30). */
+  dockerSyncSeconds?: number;
 }
 
 export interface Daemon {
@@ -243,6 +246,15 @@ async function startServices(opts: DaemonOptions): Promise<Daemon> {
   const metricsListener = opts.metricsAddr ? await startMetricsListener(opts.metricsAddr, metrics) : undefined;
   const dockerNames = new DockerNames(networks, log, opts.dockerSocket);
   dockerNames.start();
+  // Something removed from Docker while the daemon was away (cnm/docker-sync.ts) goes after the
+  // second sweep that misses it.
+  const dockerSync = new DockerSync(networks, ipam, log, opts.dockerSocket);
+  const sweepDocker = (): void => {
+    dockerSync.sweep().catch((e) => log.warn({ err: (e as Error).message }, 'docker sweep failed'));
+  };
+  const dockerSyncTimer = setInterval(sweepDocker, (opts.dockerSyncSeconds ?? 30) * 1000);
+  dockerSyncTimer.unref();
+  sweepDocker();
   log.info({ pluginDir: opts.pluginDir, state: store.location, networks: (await networks.listNetworks()).length }, 'tsnet daemon ready');
   return {
     networks,
@@ -255,6 +267,7 @@ async function startServices(opts: DaemonOptions): Promise<Daemon> {
       clearInterval(timer);
       clearInterval(repairTimer);
       clearInterval(clusterTimer);
+      clearInterval(dockerSyncTimer);
       reconciler.close();
       dockerNames.stop();
       // Stop accepting calls, let those in flight finish (fastify close waits), then close the store.

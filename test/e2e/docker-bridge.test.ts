@@ -4,11 +4,12 @@
 import Database from 'better-sqlite3';
 import { execFile } from 'node:child_process';
 import { readFileSync } from 'node:fs';
+import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { docker, DockerScene, ensureDocker, IMAGE, makeOutsideHost, startTsnet, type TsnetDaemon } from '../helpers/docker.js';
-import { ip, isRoot, linkNames, ok, run, uniqueName } from '../helpers/sys.js';
+import { eventually, ip, isRoot, linkNames, ok, run, uniqueName } from '../helpers/sys.js';
 
 const execFileP = promisify(execFile);
 const hasDocker = isRoot && ok('which', ['dockerd']);
@@ -289,6 +290,64 @@ describe.skipIf(!hasDocker)('docker + tsbridge (real dockerd)', () => {
     expect(new Set(addrs).size).toBe(3);
     expect(canPing(c, a)).toBe(true);
   });
+
+  it('a container and network removed while the daemon is down are cleaned up once it is back, and the subnet can be had again', async () => {
+    // Docker only logs a plugin's failed DeleteEndpoint/DeleteNetwork (after 15 s of retries
+    // each) and forgets them, so the bridge, veths, rules, host port and subnet stayed ours for
+    // good: the same `docker network create` was then refused as overlapping.
+    const restart = async (args: string[]): Promise<void> => {
+      await daemon.stop();
+      daemon = await startTsnet(daemon.stateDir, args);
+    };
+    try {
+      const name = uniqueName('gone');
+      docker('network', 'create', '-d', 'tsbridge', '--subnet', '10.231.140.0/24', name);
+      scene.nets.push(name);
+      const id = docker('network', 'inspect', '-f', '{{.Id}}', name);
+      const bridge = `tsb-${id.slice(0, 11)}`;
+      const c = scene.track(docker('run', '-d', '--network', name, '-p', '18861:80', IMAGE, 'sleep', '600'));
+      const hostEnd = run('ip', ['-o', 'link', 'show', 'master', bridge]).split(': ')[1]!.split('@')[0]!;
+      // The sweep learns which networks are Docker's (only those are Docker's to forget).
+      await restart(['--docker-sync-interval', '1']);
+      const seen = (): boolean => {
+        const db = new Database(join(daemon.stateDir, 'tsnet.db'), { readonly: true });
+        try {
+          const row = db.prepare('select value from kv where key = ?').get(`net/${id}`) as { value: string } | undefined;
+          return !!row && (JSON.parse(row.value) as { seenByDocker?: boolean }).seenByDocker === true;
+        } finally {
+          db.close();
+        }
+      };
+      expect(await eventually(seen)).toBe(true);
+
+      await daemon.stop('SIGKILL');
+      docker('rm', '-f', c); // each plugin call is retried for 15 s, then only logged
+      docker('network', 'rm', name);
+      scene.forgetNet(name);
+      expect(linkNames()).toContain(bridge);
+      expect(linkNames()).toContain(hostEnd);
+
+      daemon = await startTsnet(daemon.stateDir, ['--docker-sync-interval', '1']);
+      // The bridge goes before the rules are rendered without it: wait for the last of it.
+      const natRules = (): string => run('iptables', ['-t', 'nat', '-S']);
+      expect(await eventually(() => !linkNames().includes(bridge) && !natRules().includes('10.231.140.0/24'))).toBe(true);
+      expect(linkNames()).not.toContain(hostEnd);
+      expect(linkNames()).not.toContain(hostEnd.replace(/^tsv/, 'tsc'));
+      expect(natRules()).not.toContain('18861');
+      // The host port is free again: a listener can take it.
+      const free = await new Promise<boolean>((resolve) => {
+        const s = createServer();
+        s.once('error', () => resolve(false));
+        s.listen(18861, '0.0.0.0', () => s.close(() => resolve(true)));
+      });
+      expect(free).toBe(true);
+      expect(scene.net(['--subnet', '10.231.140.0/24'])).toBeTruthy();
+    } finally {
+      // The rest of the file runs against a daemon as it was started in beforeAll.
+      if (daemon.proc.exitCode !== null || daemon.proc.signalCode !== null) daemon = await startTsnet(daemon.stateDir);
+      else if (daemon.extraArgs.length) await restart([]);
+    }
+  }, 300_000);
 
   it('after docker rm and docker network rm, no link, rule or allocation of the network remains', () => {
     const baseAlloc = allocations();

@@ -3,7 +3,7 @@
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { docker, DockerScene, ensureDocker, startTsnet, type TsnetDaemon } from '../helpers/docker.js';
-import { ip, isRoot, ok, run, uniqueName } from '../helpers/sys.js';
+import { eventually, ip, isRoot, ok, run, uniqueName } from '../helpers/sys.js';
 
 const hasDocker = isRoot && ok('which', ['dockerd']) && ok('which', ['dnsmasq']);
 const UPSTREAM = '198.18.233.2';
@@ -22,14 +22,6 @@ describe.skipIf(!hasDocker)('embedded DNS on tsbridge networks (real dockerd)', 
       + run('sh', ['-c', `docker exec ${c} nslookup ${type ? `-type=${type} ` : ''}${name} ${server} 2>&1 >/dev/null || true`]);
   const addresses = (out: string): string[] =>
     [...out.split('Name:').slice(1).join('\n').matchAll(/Address:\s*(\S+)/g)].map((m) => m[1]!).filter((a) => !a.includes('#') && !a.endsWith(':53'));
-  const eventually = async (fn: () => boolean, ms = 10_000): Promise<boolean> => {
-    const end = Date.now() + ms;
-    while (Date.now() < end) {
-      if (fn()) return true;
-      await new Promise((r) => setTimeout(r, 250));
-    }
-    return fn();
-  };
 
   beforeAll(async () => {
     await ensureDocker();

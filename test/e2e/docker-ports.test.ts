@@ -3,7 +3,7 @@
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { docker, DockerScene, ensureDocker, IMAGE, makeOutsideHost, startTsnet, type TsnetDaemon } from '../helpers/docker.js';
-import { ip, isRoot, ok, run, uniqueName } from '../helpers/sys.js';
+import { eventually, ip, isRoot, ok, run, uniqueName } from '../helpers/sys.js';
 
 const hasDocker = isRoot && ok('which', ['dockerd']);
 const HOST = '198.18.232.1'; // a host address, facing the outside test host
@@ -47,13 +47,6 @@ describe.skipIf(!hasDocker)('docker -p on tsbridge (real dockerd)', () => {
     return name;
   };
   const received = (c: string): string => run('docker', ['exec', c, 'cat', '/tmp/got'], { allowFail: true });
-  const eventually = async (check: () => boolean): Promise<boolean> => {
-    for (let i = 0; i < 20; i++) {
-      if (check()) return true;
-      await new Promise((r) => setTimeout(r, 100));
-    }
-    return check();
-  };
   const dnatRules = (): string[] => run('iptables', ['-t', 'nat', '-S', 'TSNET-DNAT']).split('\n').filter((l) => l.startsWith('-A'));
 
   beforeAll(async () => {

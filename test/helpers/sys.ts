@@ -53,3 +53,13 @@ export function kernelHas(kind: string): boolean {
   if (made) ok('ip', ['link', 'del', name]);
   return made;
 }
+
+/** Polls `fn` every 250 ms until it holds or `ms` pass (for work that converges asynchronously). */
+export async function eventually(fn: () => boolean, ms = 10_000): Promise<boolean> {
+  const end = Date.now() + ms;
+  while (Date.now() < end) {
+    if (fn()) return true;
+    await new Promise((r) => setTimeout(r, 250));
+  }
+  return fn();
+}
