@@ -13,11 +13,14 @@ import type { NetworkService } from '../core/network-service.js';
 import type { Reconciler } from '../core/reconciler.js';
 import type { RecordBook } from '../dns/records.js';
 import type { Store } from '../store/store.js';
+import type { Ipam } from '../ipam/ipam.js';
+import { removalRefusal, removeNetworkEntirely } from '../core/network-removal.js';
 import { parseMetricsAddr } from './addresses.js';
 
 export interface ApiDeps {
   store: Store;
   networks: NetworkService;
+  ipam?: Ipam;
   reconciler: Reconciler;
   records: RecordBook;
   metrics: Metrics;
@@ -58,6 +61,13 @@ export function buildApiApp(d: ApiDeps): FastifyInstance {
     if (!n) return reply.code(404).send({ error: noSuchNetwork(network) });
     // The live records: Docker names and other overlay hosts' endpoints are only known here.
     return { network: n.id, name, type, result: d.records.lookup(n.id, name, type) };
+  });
+  app.post<{ Params: { ref: string }; Querystring: { force?: string } }>('/v1/networks/:ref/remove', async (req, reply) => {
+    const n = findNetwork(await readInventory(d.store), req.params.ref);
+    if (!n) return reply.code(404).send({ error: noSuchNetwork(req.params.ref) });
+    const refusal = await removalRefusal(d.networks, n, req.query.force === '1');
+    if (refusal) return reply.code(409).send({ error: refusal });
+    return { network: n.id, ...(await removeNetworkEntirely(d.networks, d.ipam, n)) };
   });
   app.post('/v1/gc', async () => {
     const endpoints = await d.networks.gcEndpoints();

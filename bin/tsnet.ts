@@ -142,6 +142,32 @@ network.command('inspect').description('one network: its record, its endpoints')
   });
 });
 
+network.command('rm').description('remove a network tsnet holds and no front-end will remove (left over, or forgotten by Docker): its endpoints, bridge, rules and tsipam pools')
+  .argument('<network>', 'id, id prefix or name').option('--force', 'even with containers still attached').action(async (ref: string, o: { force?: boolean }) => {
+    const g = globals();
+    type Removed = { network: string; endpoints: string[]; pools: string[] };
+    const a = await api<Removed>(g, 'POST', `/v1/networks/${encodeURIComponent(ref)}/remove${o.force ? '?force=1' : ''}`);
+    let out: Removed;
+    if (a) out = unwrap(a);
+    else {
+      console.error(`(daemon not running: removing with the store at ${g.stateDir} directly)`);
+      const [{ openCniRuntime }, { pino }, { readInventory }, { removeNetworkEntirely, removalRefusal }] = await Promise.all([
+        import('../core/cni-runtime.js'), import('pino'), import('../core/inventory.js'), import('../core/network-removal.js'),
+      ]);
+      const rt = await openCniRuntime(g.stateDir, pino({ level: 'warn' }, pino.destination(2)));
+      try {
+        const n = findNetwork(await readInventory(rt.store), ref);
+        if (!n) throw new CliError(noSuchNetwork(ref), EXIT.NOT_FOUND);
+        const refusal = await removalRefusal(rt.networks, n, !!o.force);
+        if (refusal) throw new CliError(refusal, EXIT.FAILED);
+        out = { network: n.id, ...(await removeNetworkEntirely(rt.networks, rt.ipam, n)) };
+      } finally {
+        await rt.close();
+      }
+    }
+    print(!!g.json, out, () => `removed network ${short(out.network)}: ${out.endpoints.length} endpoint(s)${out.pools.length ? `, pool(s) ${out.pools.join(', ')}` : ''}`);
+  });
+
 program.command('endpoint').description('endpoints (container attachments)')
   .command('ls').description('list endpoints').option('--network <network>', 'only this network (id, id prefix or name)')
   .action(async (o: { network?: string }) => {

@@ -11,9 +11,8 @@
 //   - nothing at all while Docker does not answer.
 
 import type { Ipam } from '../ipam/ipam.js';
-import { LOCAL_SPACE } from '../ipam/ipam.js';
-import { parseSubnet } from '../ipam/subnet.js';
-import type { NetworkRecord, NetworkService } from '../core/network-service.js';
+import type { NetworkService } from '../core/network-service.js';
+import { removeNetworkEntirely } from '../core/network-removal.js';
 import type { Logger } from '../drivers/driver.js';
 import { DEFAULT_DOCKER_SOCKET, dockerGet, type DockerNetwork } from './docker-api.js';
 
@@ -21,14 +20,6 @@ export interface SweepOutcome {
   networks: string[];
   endpoints: string[];
 }
-
-const cidr = (s: string): string | undefined => {
-  try {
-    return parseSubnet(s, true).cidr;
-  } catch {
-    return undefined;
-  }
-};
 
 export class DockerSync {
   /** Keys ("net:ID", "ep:NET/ID") missing from Docker at the last sweep. */
@@ -69,13 +60,10 @@ export class DockerSync {
       if (n.id.startsWith('cni-')) continue;
       if (!docker.has(n.id)) {
         if (!n.seenByDocker || !forgotten(`net:${n.id}`)) continue;
-        // Endpoints one by one first: each gives back its host ports and its addresses.
-        for (const ep of await this.svc.listEndpoints(n.id)) {
-          await this.svc.deleteEndpoint(n.id, ep.id);
-          out.endpoints.push(ep.id);
-        }
-        await this.svc.deleteNetwork(n.id);
-        const pools = await this.releasePools(n, listed);
+        // Docker's ReleasePool failed too: pools go unless a Docker network still uses the subnet.
+        const dockerSubnets = listed.flatMap((d) => (d.IPAM?.Config ?? []).flatMap((c) => (c.Subnet ? [c.Subnet] : [])));
+        const { endpoints, pools } = await removeNetworkEntirely(this.svc, this.ipam, n, dockerSubnets);
+        out.endpoints.push(...endpoints);
         out.networks.push(n.id);
         this.log.warn({ network: n.id, ...(pools.length ? { pools } : {}) }, 'network removed: Docker no longer has it (removed while tsnet was not running)');
         continue;
@@ -100,26 +88,5 @@ export class DockerSync {
     }
     this.missingBefore = missing;
     return out;
-  }
-
-  /**
-   * tsipam pools of a forgotten network: Docker's ReleasePool failed as well. A pool goes only if
-   * no tsnet network and no Docker network still uses its subnet.
-   */
-  private async releasePools(n: NetworkRecord, dockerNets: DockerNetwork[]): Promise<string[]> {
-    if (!this.ipam) return [];
-    const mine = new Set([...n.spec.ipv4, ...n.spec.ipv6].map((s) => cidr(s.subnet)).filter((s): s is string => !!s));
-    const inUse = new Set<string>([
-      ...(await this.svc.listNetworks()).flatMap((o) => [...o.spec.ipv4, ...o.spec.ipv6].map((s) => cidr(s.subnet))),
-      ...dockerNets.flatMap((d) => (d.IPAM?.Config ?? []).map((c) => (c.Subnet ? cidr(c.Subnet) : undefined))),
-    ].filter((s): s is string => !!s));
-    const released: string[] = [];
-    for (const p of await this.ipam.listPools()) {
-      if (p.addressSpace !== LOCAL_SPACE || !mine.has(p.subnet) || inUse.has(p.subnet)) continue;
-      // One reference per RequestPool Docker made; each would have had its ReleasePool.
-      for (let i = 0; i <= p.refs && !(await this.ipam.releasePool(p.id)).released; i++);
-      released.push(p.subnet);
-    }
-    return released;
   }
 }

@@ -20,7 +20,7 @@ export async function openCniRuntime(stateDir: string, log: Logger) {
   const owner = await ownerMark(store);
   const networks = new NetworkService(store, { host, firewall, log, owner, ownedMac: (stableFor?: string) => ownerMac(owner, stableFor) });
   return {
-    networks, ipam, host, stateDir, log, dnsDomain: 'tsnet.internal',
+    store, networks, ipam, host, stateDir, log, dnsDomain: 'tsnet.internal',
     async close() {
       networks.reserver.closeAll();
       await host.close();

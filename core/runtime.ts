@@ -241,7 +241,7 @@ async function startServices(opts: DaemonOptions): Promise<Daemon> {
     networks, ipam, host, stateDir: opts.stateDir, log, dnsDomain: dns.domain,
   }, metrics);
   const api = await startApiSocket(opts.apiSocket ?? DEFAULT_API_SOCKET, {
-    store, networks, reconciler, records: dns.records, metrics, version: TSNET_VERSION, startedAt: Date.now(),
+    store, networks, ipam, reconciler, records: dns.records, metrics, version: TSNET_VERSION, startedAt: Date.now(),
   });
   const metricsListener = opts.metricsAddr ? await startMetricsListener(opts.metricsAddr, metrics) : undefined;
   const dockerNames = new DockerNames(networks, log, opts.dockerSocket);

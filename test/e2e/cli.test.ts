@@ -103,6 +103,29 @@ describe.skipIf(!canRun)('tsnet CLI, metrics and doctor', () => {
     online = { nets, eps, pools, ports: json(['port', 'ls']), dns: json(['dns', 'lookup', 'alpha', '--network', 'clia']) };
   });
 
+  it('network rm: refused while containers are attached; --force removes endpoints, bridge, rules, host port and pool', () => {
+    const rmConf = { ...conf, name: 'clirm', bridge: `${P}cli1`, ipam: { type: 'tsipam', subnet: '10.96.9.0/24' } };
+    const a = lab.cni(h, 'ADD', { ...rmConf, runtimeConfig: { portMappings: [{ hostPort: 8086, containerPort: 80, protocol: 'tcp' }] } }, `${P}cl3`);
+    expect(a.code, JSON.stringify(a.out)).toBe(0);
+    const nat = (): string => run('ip', ['netns', 'exec', h.ns, 'iptables', '-t', 'nat', '-S']);
+    expect(nat()).toContain('10.96.9.0/24');
+
+    const refused = tsnet(['network', 'rm', 'clirm']);
+    expect(refused.code).toBe(1);
+    expect(refused.err).toContain('has 1 endpoint(s)');
+    expect(run('ip', ['-n', h.ns, '-br', 'link'])).toContain(`${P}cli1`);
+
+    const removed = json(['network', 'rm', 'clirm', '--force']);
+    expect(removed).toMatchObject({ network: 'cni-clirm', endpoints: [expect.any(String)], pools: ['10.96.9.0/24'] });
+    const links = run('ip', ['-n', h.ns, '-br', 'link']);
+    expect(links).not.toContain(`${P}cli1`);
+    expect(links).not.toContain(`tsv${(removed.endpoints[0] as string).slice(0, 12)}`);
+    expect(nat()).not.toMatch(/10\.96\.9\.0\/24|dport 8086/);
+    expect(json(['ipam', 'ls']).map((p: { subnet: string }) => p.subnet)).not.toContain('10.96.9.0/24');
+    expect(tsnet(['network', 'rm', 'clirm']).code).toBe(3); // gone: not found
+    run('ip', ['netns', 'del', `${P}cl3`], { allowFail: true });
+  });
+
   it('/metrics moves by the right amounts after an attach and a DNS burst', async () => {
     const before = await scrape();
     const QUERIES = 25;
