@@ -81,6 +81,14 @@ export class DockerNames {
     // Network connect/disconnect name the network; a container rename names the container, and
     // Docker's own resolver answers the new name at once (libnetwork renames the endpoints).
     const filters = encodeURIComponent(JSON.stringify({ type: ['network', 'container'], event: ['connect', 'disconnect', 'rename'] }));
+    // However the stream stops, once: a dockerd that exits resets the connection, which ends the
+    // response with 'error' and 'close' but no 'end' (waiting for 'end' left names unlearnt for good).
+    let over = false;
+    const again = (): void => {
+      if (over) return;
+      over = true;
+      this.retryWatch();
+    };
     const req = request({ socketPath: this.socketPath, path: `/v1.41/events?filters=${filters}`, method: 'GET' }, (res) => {
       let buf = '';
       res.setEncoding('utf8');
@@ -100,9 +108,10 @@ export class DockerNames {
           }
         }
       });
-      res.on('end', () => this.retryWatch());
+      res.on('error', again);
+      res.on('close', again);
     });
-    req.on('error', () => this.retryWatch());
+    req.on('error', again);
     req.end();
     this.events = req;
   }

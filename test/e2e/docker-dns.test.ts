@@ -89,6 +89,25 @@ describe.skipIf(!hasDocker)('embedded DNS on tsbridge networks (real dockerd)', 
     expect(await eventually(() => addresses(lookup(a, 'svc', gw)).join() === aIp, 30_000)).toBe(true);
   }, 120_000);
 
+  it('after dockerd restarts, restarted and new containers answer by name', async () => {
+    // dockerd's exit resets the event stream without ending it: names were never learnt again.
+    const n = net(['--ipam-driver', 'tsipam', '--subnet', '10.233.14.0/24']);
+    const gw = '10.233.14.1';
+    const a = ctr(n, '--restart', 'always');
+    const b = ctr(n, '--restart', 'always');
+    expect(await eventually(() => addresses(lookup(a, b, gw)).includes(ipOf(b)))).toBe(true);
+
+    run('pkill', ['-TERM', '-x', 'dockerd']);
+    expect(await eventually(() => !ok('pgrep', ['-x', 'dockerd']), 30_000)).toBe(true);
+    await ensureDocker();
+    const running = (c: string): boolean => run('docker', ['inspect', '-f', '{{.State.Running}}', c], { allowFail: true }).trim() === 'true';
+    expect(await eventually(() => running(a) && running(b), 30_000)).toBe(true);
+
+    expect(await eventually(() => addresses(lookup(a, b, gw)).includes(ipOf(b)))).toBe(true);
+    const c = ctr(n);
+    expect(await eventually(() => addresses(lookup(a, c, gw)).includes(ipOf(c)))).toBe(true);
+  }, 120_000);
+
   it('docker rename: the new name answers and the old one is gone, as with Docker’s resolver', async () => {
     const n = net(['--ipam-driver', 'tsipam', '--subnet', '10.233.13.0/24']);
     const gw = '10.233.13.1';
