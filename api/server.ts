@@ -14,7 +14,7 @@ import type { Reconciler } from '../core/reconciler.js';
 import type { RecordBook } from '../dns/records.js';
 import type { Store } from '../store/store.js';
 import type { Ipam } from '../ipam/ipam.js';
-import { removalRefusal, removeNetworkEntirely } from '../core/network-removal.js';
+import { removeNetworkByRef } from '../core/network-removal.js';
 import { parseMetricsAddr } from './addresses.js';
 
 export interface ApiDeps {
@@ -63,11 +63,10 @@ export function buildApiApp(d: ApiDeps): FastifyInstance {
     return { network: n.id, name, type, result: d.records.lookup(n.id, name, type) };
   });
   app.post<{ Params: { ref: string }; Querystring: { force?: string } }>('/v1/networks/:ref/remove', async (req, reply) => {
-    const n = findNetwork(await readInventory(d.store), req.params.ref);
-    if (!n) return reply.code(404).send({ error: noSuchNetwork(req.params.ref) });
-    const refusal = await removalRefusal(d.networks, n, req.query.force === '1');
-    if (refusal) return reply.code(409).send({ error: refusal });
-    return { network: n.id, ...(await removeNetworkEntirely(d.networks, d.ipam, n)) };
+    const r = await removeNetworkByRef(d.store, d.networks, d.ipam, req.params.ref, req.query.force === '1');
+    if (r.outcome !== 'removed') return reply.code(r.outcome === 'not-found' ? 404 : 409).send({ error: r.message });
+    const { outcome: _, ...removed } = r;
+    return removed;
   });
   app.post('/v1/gc', async () => {
     const endpoints = await d.networks.gcEndpoints();

@@ -151,16 +151,15 @@ network.command('rm').description('remove a network tsnet holds and no front-end
     if (a) out = unwrap(a);
     else {
       console.error(`(daemon not running: removing with the store at ${g.stateDir} directly)`);
-      const [{ openCniRuntime }, { pino }, { readInventory }, { removeNetworkEntirely, removalRefusal }] = await Promise.all([
-        import('../core/cni-runtime.js'), import('pino'), import('../core/inventory.js'), import('../core/network-removal.js'),
+      const [{ openCniRuntime }, { pino }, { removeNetworkByRef }] = await Promise.all([
+        import('../core/cni-runtime.js'), import('pino'), import('../core/network-removal.js'),
       ]);
       const rt = await openCniRuntime(g.stateDir, pino({ level: 'warn' }, pino.destination(2)));
       try {
-        const n = findNetwork(await readInventory(rt.store), ref);
-        if (!n) throw new CliError(noSuchNetwork(ref), EXIT.NOT_FOUND);
-        const refusal = await removalRefusal(rt.networks, n, !!o.force);
-        if (refusal) throw new CliError(refusal, EXIT.FAILED);
-        out = { network: n.id, ...(await removeNetworkEntirely(rt.networks, rt.ipam, n)) };
+        const r = await removeNetworkByRef(rt.store, rt.networks, rt.ipam, ref, !!o.force);
+        if (r.outcome !== 'removed') throw new CliError(r.message, r.outcome === 'not-found' ? EXIT.NOT_FOUND : EXIT.FAILED);
+        const { outcome: _, ...removed } = r;
+        out = removed;
       } finally {
         await rt.close();
       }

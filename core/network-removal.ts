@@ -3,6 +3,8 @@
 
 import { LOCAL_SPACE, type Ipam } from '../ipam/ipam.js';
 import { parseSubnet } from '../ipam/subnet.js';
+import type { Store } from '../store/store.js';
+import { findNetwork, noSuchNetwork, readInventory } from './inventory.js';
 import type { NetworkRecord, NetworkService } from './network-service.js';
 
 export interface Removal {
@@ -39,20 +41,28 @@ export async function removeNetworkEntirely(svc: NetworkService, ipam: Ipam | un
   const inUse = new Set([...(await svc.listNetworks()).flatMap(subnetsOf), ...subnetsInUseElsewhere].map(cidr).filter((s): s is string => !!s));
   for (const p of await ipam.listPools()) {
     if (p.addressSpace !== LOCAL_SPACE || !mine.has(p.subnet) || inUse.has(p.subnet)) continue;
-    for (let i = 0; i <= p.refs && !(await ipam.releasePool(p.id)).released; i++);
+    await ipam.releasePool(p.id, { everyRef: true });
     out.pools.push(p.subnet);
   }
   return out;
 }
 
+export type RemovalByRef =
+  | { outcome: 'removed'; network: string; endpoints: string[]; pools: string[] }
+  | { outcome: 'not-found' | 'refused'; message: string };
+
 /**
- * Why `tsnet network rm` should not go ahead, if it should not: containers still attached lose
- * their interface, so that takes --force. (Docker's own networks are best removed with `docker
- * network rm`; this is for what no front-end will remove any more.)
+ * `tsnet network rm REF` (through the daemon or on the store directly): the network REF names,
+ * unless it still has endpoints and `force` is not given, since their containers would lose the
+ * interface. (Docker's own networks are best removed with `docker network rm`; this is for what
+ * no front-end will remove any more.)
  */
-export async function removalRefusal(svc: NetworkService, n: NetworkRecord, force: boolean): Promise<string | undefined> {
-  if (force) return undefined;
+export async function removeNetworkByRef(store: Store, svc: NetworkService, ipam: Ipam | undefined, ref: string, force: boolean): Promise<RemovalByRef> {
+  const n = findNetwork(await readInventory(store), ref);
+  if (!n) return { outcome: 'not-found', message: noSuchNetwork(ref) };
   const eps = await svc.listEndpoints(n.id);
-  if (!eps.length) return undefined;
-  return `network ${n.id.slice(0, 12)} has ${eps.length} endpoint(s); their containers would lose the interface (use --force to remove anyway)`;
+  if (eps.length && !force) {
+    return { outcome: 'refused', message: `network ${n.id.slice(0, 12)} has ${eps.length} endpoint(s); their containers would lose the interface (use --force to remove anyway)` };
+  }
+  return { outcome: 'removed', network: n.id, ...(await removeNetworkEntirely(svc, ipam, n)) };
 }

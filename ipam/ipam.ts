@@ -254,12 +254,15 @@ export class Ipam {
     });
   }
 
-  /** Drops one reference; the last one frees the pool and whatever it still holds. */
-  async releasePool(id: string): Promise<{ released: boolean; freed: AllocationRecord[] }> {
+  /**
+   * Drops one reference; the last one frees the pool and whatever it still holds. `everyRef` frees
+   * it whatever its count (its requesters are gone: a network Docker forgot, an operator's rm).
+   */
+  async releasePool(id: string, opts: { everyRef?: boolean } = {}): Promise<{ released: boolean; freed: AllocationRecord[] }> {
     const result = await this.store.transact((tx) => {
       const p = tx.get<PoolRecord>(K.pool(id));
       if (!p) return { released: false, freed: [] as AllocationRecord[] };
-      if (p.refs > 1) {
+      if (p.refs > 1 && !opts.everyRef) {
         p.refs -= 1;
         tx.put(K.pool(id), p);
         return { released: false, freed: [] as AllocationRecord[] };

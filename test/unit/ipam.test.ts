@@ -37,6 +37,11 @@ describe('pools', () => {
     expect((await ipam.releasePool(a.id)).released).toBe(true);
     expect(await ipam.getPool(a.id)).toBeUndefined();
     expect((await ipam.releasePool(a.id)).released).toBe(false); // idempotent
+    // Requested twice, freed at once when its requesters are known to be gone.
+    const b = await ipam.requestPool({ pool: '10.21.0.0/16' });
+    await ipam.requestPool({ pool: '10.21.0.0/16' });
+    expect((await ipam.releasePool(b.id, { everyRef: true })).released).toBe(true);
+    expect(await ipam.getPool(b.id)).toBeUndefined();
   });
 
   it('default pools follow Docker’s list, skip host networks and pools in use, and rotate', async () => {
