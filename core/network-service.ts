@@ -318,10 +318,8 @@ export class NetworkService {
 
   /** Frees host ports and flushes their flows: existing (UDP above all) would keep going to the old container. */
   private async releasePorts(ports: readonly PublishedPort[]): Promise<void> {
-    for (const p of ports) {
-      this.reserver.release(p);
-      await flushConntrack(p).catch((e) => this.ctx.log.warn({ err: (e as Error).message }, 'conntrack flush failed'));
-    }
+    for (const p of ports) this.reserver.release(p);
+    await flushConntrack(ports).catch((e) => this.ctx.log.warn({ err: (e as Error).message }, 'conntrack flush failed'));
   }
 
   listNetworks(): Promise<NetworkRecord[]> {

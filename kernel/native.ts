@@ -37,7 +37,8 @@ export interface NativeBinding {
   NetlinkLane: new (fd: number, portId: number, nsPath: string | null) => NativeNetlinkLane;
   UdpResponder: new (address: string, port: number, onQuery: (msg: Buffer, address: string, port: number) => void) => NativeUdpResponder;
   NetlinkWatch: new (nsPath: string | null, groups: number, onData: (buf: Buffer | null) => void) => NativeNetlinkWatch;
-  openNetlink(nsPath: string | null): Promise<{ fd: number; portId: number }>;
+  /** protocol: NETLINK_ROUTE (0, the default) or NETLINK_NETFILTER (12). */
+  openNetlink(nsPath: string | null, protocol?: number): Promise<{ fd: number; portId: number }>;
   closeFd(fd: number): void;
   /** A bound, never-listening TCP socket holding ip:port; the caller closes the fd. */
   reserveTcpPort(ip: string, port: number): number;

@@ -42,7 +42,6 @@ if [[ -d $xt ]]; then
   mkdir -p "$ROOTFS$xt"
   for so in "$xt"/*.so; do copy_with_libs "$so" "$so"; done
 fi
-if command -v conntrack >/dev/null; then copy_with_libs "$(command -v conntrack)" /usr/sbin/conntrack; fi
 cp /etc/protocols /etc/services "$ROOTFS/etc/" 2>/dev/null || true
 
 # busybox runs the entrypoint: Docker mounts /proc/sys read-only in plugins, and tsnet sets

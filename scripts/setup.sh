@@ -16,9 +16,9 @@ if [ "$(id -u)" != 0 ]; then
   exit 1
 fi
 
-packages=(iptables iproute2 procps conntrack)
+packages=(iptables iproute2 procps)
 if [ "${1:-}" = "--test" ]; then
-  packages+=(iputils-ping curl docker.io busybox-static containerd containernetworking-plugins etcd-server dnsmasq-base iperf3 dnsperf tcpdump)
+  packages+=(iputils-ping curl conntrack docker.io busybox-static containerd containernetworking-plugins etcd-server dnsmasq-base iperf3 dnsperf tcpdump)
 elif [ "${1:-}" = "--lab" ]; then
   packages+=(iputils-ping curl etcd-server)
 fi

@@ -7,6 +7,7 @@
 // imports the addon.
 #include <arpa/inet.h>
 #include <fcntl.h>
+#include <linux/netlink.h>
 #include <napi.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
@@ -66,12 +67,17 @@ uint32_t RequireUint(const Napi::Value& v, const char* what) {
   return v.As<Napi::Number>().Uint32Value();
 }
 
-// openNetlink(nsPath: string | null): Promise<{ fd, portId }>
+// openNetlink(nsPath: string | null, protocol?: number): Promise<{ fd, portId }>
+// protocol: NETLINK_ROUTE (0, the default) or NETLINK_NETFILTER (12); nothing else is needed.
 Napi::Value OpenNetlink(const Napi::CallbackInfo& info) {
   std::string ns = OptionalString(info[0]);
+  int protocol = info.Length() > 1 && !info[1].IsUndefined() ? static_cast<int>(RequireUint(info[1], "protocol")) : NETLINK_ROUTE;
+  if (protocol != NETLINK_ROUTE && protocol != NETLINK_NETFILTER) {
+    throw Napi::TypeError::New(info.Env(), "protocol must be NETLINK_ROUTE (0) or NETLINK_NETFILTER (12)");
+  }
   auto out = std::make_shared<tsnet::OpenedSocket>();
   auto* w = new PromiseWorker(
-      info.Env(), "tsnet:netlink.open", [ns, out]() { return tsnet::OpenNetlinkSocket(ns, out.get()); },
+      info.Env(), "tsnet:netlink.open", [ns, protocol, out]() { return tsnet::OpenNetlinkSocket(ns, protocol, out.get()); },
       [out](Napi::Env env) {
         Napi::Object o = Napi::Object::New(env);
         o.Set("fd", out->fd);

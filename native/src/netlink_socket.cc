@@ -21,9 +21,9 @@ namespace {
 SysError Fail(const char* call) { return SysError{errno, call}; }
 }  // namespace
 
-SysError OpenNetlinkSocket(const std::string& nsPath, OpenedSocket* out) {
-  return RunInNetns(nsPath, [out]() -> SysError {
-    int fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE);
+SysError OpenNetlinkSocket(const std::string& nsPath, int protocol, OpenedSocket* out) {
+  return RunInNetns(nsPath, [out, protocol]() -> SysError {
+    int fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, protocol);
     if (fd < 0) return Fail("socket");
     int one = 1;
     // Extended ack carries the kernel's own explanation ("Unknown device type"); capped ack keeps

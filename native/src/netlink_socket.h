@@ -1,4 +1,5 @@
-// A NETLINK_ROUTE socket and one request/response exchange on it. The socket is created inside a
+// A netlink socket (NETLINK_ROUTE; NETLINK_NETFILTER for conntrack) and one request/response
+// exchange on it. The socket is created inside a
 // namespace and stays bound to it (vishvananda/netlink's Handle model); no later call needs setns.
 // Message encoding and decoding live in TypeScript (kernel/nl/); this layer only moves bytes and
 // checks that replies belong to our request.
@@ -16,7 +17,7 @@ struct OpenedSocket {
   uint32_t portId = 0;
 };
 
-SysError OpenNetlinkSocket(const std::string& nsPath, OpenedSocket* out);
+SysError OpenNetlinkSocket(const std::string& nsPath, int protocol, OpenedSocket* out);
 
 // Sends one request (seq must be set in the buffer) and collects every reply message with that
 // sequence number until NLMSG_DONE or NLMSG_ERROR. Returns the raw reply messages concatenated.
