@@ -64,6 +64,7 @@ program
   .option('--cluster-grace <s>', "how long a dead host's addresses stay reserved", seconds)
   .option('--orphan-grace <s>', 'how long an address Docker was given but never used (or a cluster record of an endpoint this host no longer has) stays reserved', seconds)
   .option('--reconcile-interval <s>', 'periodic drift-repair pass (link and address events also start one)', seconds)
+  .option('--no-userland-proxy', 'publish through NAT rules alone: no relay for [::1] or for IPv6 in front of IPv4-only containers (dockerd --userland-proxy=false)')
   .option('--docker-sync-interval <s>', 'sweep for networks and endpoints Docker removed while the daemon was down (each goes once two sweeps miss it)', seconds)
   .addOption(new Option('--managed-plugin <driver>', 'serve as a Docker managed plugin: one socket, tsnet.sock, with this network driver and tsipam').choices(['tsbridge', 'tsmacvlan', 'tsnull', 'tshost']))
   .action(async (o) => {
@@ -100,6 +101,7 @@ program
         ...(o.orphanGrace ? { orphanGraceSeconds: o.orphanGrace } : {}),
         ...(o.reconcileInterval ? { reconcileSeconds: o.reconcileInterval } : {}),
         ...(o.dockerSyncInterval ? { dockerSyncSeconds: o.dockerSyncInterval } : {}),
+        userlandProxy: o.userlandProxy !== false,
       });
     } catch (e) {
       // Whatever started before the failure may hold the event loop open: leave now.

@@ -13,7 +13,7 @@ import { plainDriver, type PlainEndpointState, type PlainNetworkState } from '..
 import { macvlanDriver, type MacvlanEndpointState, type MacvlanNetworkState } from '../drivers/macvlan/index.js';
 import { overlayHandle } from '../drivers/overlay/netns.js';
 import { overlayDriver, overlayFirewallView, VXLAN_PORT, type OverlayEndpointState, type OverlayNetworkState } from '../drivers/overlay/index.js';
-import { PortReserver, type PortBindingRequest, type PublishedPort } from '../drivers/shared/ports.js';
+import { PortReserver, natForwarded, type PortBindingRequest, type PublishedPort } from '../drivers/shared/ports.js';
 import { flushConntrack } from '../kernel/firewall/conntrack.js';
 import type { FirewallExtras, FirewallNetwork } from '../kernel/firewall/iptables.js';
 
@@ -127,7 +127,7 @@ export class NetworkService {
    * two overlapping creations side by side would each pass it (4 runs in 5 did, through dockerd).
    */
   private readonly creations = new KeyedMutex();
-  readonly reserver = new PortReserver();
+  readonly reserver: PortReserver;
   private readonly observers: NetworkObserver[] = [];
   /**
    * Every firewall render and drift check, one at a time. Each reads the store when it starts, so
@@ -143,9 +143,15 @@ export class NetworkService {
   constructor(
     private readonly store: Store,
     private readonly ctx: DriverContext,
-    /** resolverPort: the port of the per-network DNS listeners, when this process runs them. */
-    private readonly opts: { resolverPort?: number } = {},
-  ) {}
+    /**
+     * resolverPort: the port of the per-network DNS listeners, when this process runs them.
+     * userlandProxy: relay what NAT cannot publish (IPv6 loopback, IPv6 in front of an IPv4-only
+     * container), as dockerd's userland-proxy; only a process that outlives the call can.
+     */
+    private readonly opts: { resolverPort?: number; userlandProxy?: boolean } = {},
+  ) {
+    this.reserver = new PortReserver(opts.userlandProxy ?? false);
+  }
 
   /** Whether a mutation is queued or running (the reconciler leaves leak removal for later then). */
   get mutating(): boolean {
@@ -194,7 +200,7 @@ export class NetworkService {
     const eps = await this.listEndpoints();
     return {
       nets: nets.filter(hasGatewayBridge).map((n) => {
-        const ports = eps.filter((e) => e.networkId === n.id).flatMap((e) => e.ports ?? []);
+        const ports = eps.filter((e) => e.networkId === n.id).flatMap((e) => (e.ports ?? []).filter(natForwarded));
         return isBridgeNetwork(n) ? bridgeFirewallView(n.state, ports) : overlayFirewallView(n.state, ports);
       }),
       extras: {
@@ -248,7 +254,15 @@ export class NetworkService {
    * Publishes ports for an endpoint (Docker's ProgramExternalConnectivity, CNI portMappings).
    * All or nothing: a port that cannot be had undoes the ones taken before it.
    */
-  programExternal(networkId: string, id: string, requests: PortBindingRequest[]): Promise<PublishedPort[]> {
+  programExternal(
+    networkId: string, id: string, requests: PortBindingRequest[],
+    /**
+     * relayIpv6ToIpv4: a binding with no address is also published on [::] in front of an
+     * IPv4-only container, through the relay (Docker's userland-proxy does this; CNI's portmap
+     * publishes a pod's own families only).
+     */
+    opts: { relayIpv6ToIpv4?: boolean } = {},
+  ): Promise<PublishedPort[]> {
     return this.portsMutex.run('ports', () => this.mutex.run(networkId, () =>
       Tx.run(this.logUndo, async (tx) => {
         const n = await this.requireNetwork(networkId);
@@ -261,36 +275,50 @@ export class NetworkService {
         const published: PublishedPort[] = [];
         const c4 = ep.spec.address4?.split('/')[0];
         const c6 = ep.spec.address6?.split('/')[0];
+        const relay = this.reserver.relay;
         for (const r of requests) {
-          const hostIps = r.hostIp ? [r.hostIp] : [bindIpv4 ?? '0.0.0.0', ...(c6 && !bindIpv4 ? ['::'] : [])];
+          const hostIps = r.hostIp ? [r.hostIp] : [bindIpv4 ?? '0.0.0.0', ...(bindIpv4 ? [] : ['::'])];
           let chosen: number | undefined;
           for (const hostIp of hostIps) {
             const family = hostIp.includes(':') ? 6 : 4;
-            const containerIp = family === 4 ? c4 : c6;
+            // An IPv6 host side in front of an IPv4-only container: only the TCP relay crosses families.
+            const crossFamily = family === 6 && !c6 && relay && r.proto === 'tcp' && (r.hostIp !== undefined || opts.relayIpv6ToIpv4 === true);
+            const containerIp = family === 4 ? c4 : (c6 ?? (crossFamily ? c4 : undefined));
             if (!containerIp) {
               if (r.hostIp) throw new NetError('INVALID_ARGUMENT', `cannot publish on ${hostIp}: the container has no IPv${family} address on this network`);
               continue;
             }
-            // Docker reaches [::1] through its userland proxy; without one nothing can (the
-            // kernel does not NAT IPv6 loopback off the host), so say so rather than map nothing.
-            if (family === 6 && ipToBig(hostIp).value === 1n) {
-              throw new NetError('INVALID_ARGUMENT', `cannot publish on ${hostIp}: IPv6 loopback cannot be forwarded to a container without a proxy; publish on 127.0.0.1 (or on :: for every IPv6 address)`);
+            // Without the relay nothing can reach a container through [::1] (the kernel does not
+            // NAT IPv6 loopback off the host), so say so rather than map nothing.
+            if (family === 6 && ipToBig(hostIp).value === 1n && !(relay && r.proto === 'tcp')) {
+              throw new NetError('INVALID_ARGUMENT', `cannot publish on ${hostIp}: IPv6 loopback cannot be forwarded to a container without the userland proxy (TCP only); publish on 127.0.0.1 (or on :: for every IPv6 address)`);
             }
+            const target = { proto: r.proto, family, hostIp, containerIp, containerPort: r.containerPort } as const;
             let hostPort: number;
-            if (chosen !== undefined) {
-              // The IPv6 twin of a mapping uses the same host port as its IPv4 one.
-              await this.reserver.reserve({ proto: r.proto, hostIp, hostPort: chosen, hostPortEnd: chosen });
-              hostPort = chosen;
-            } else if (r.hostPort === 0) {
-              hostPort = await this.reserver.choose(r.proto, hostIp);
-            } else if (r.hostPortEnd > r.hostPort) {
-              hostPort = await this.reserver.choose(r.proto, hostIp, r.hostPort, r.hostPortEnd);
-            } else {
-              await this.reserver.reserve({ proto: r.proto, hostIp, hostPort: r.hostPort, hostPortEnd: r.hostPort });
-              hostPort = r.hostPort;
+            try {
+              if (chosen !== undefined) {
+                // The IPv6 twin of a mapping uses the same host port as its IPv4 one.
+                await this.reserver.reserve({ ...target, hostPort: chosen, hostPortEnd: chosen });
+                hostPort = chosen;
+              } else if (r.hostPort === 0) {
+                hostPort = await this.reserver.choose(target);
+              } else if (r.hostPortEnd > r.hostPort) {
+                hostPort = await this.reserver.choose(target, r.hostPort, r.hostPortEnd);
+              } else {
+                await this.reserver.reserve({ ...target, hostPort: r.hostPort, hostPortEnd: r.hostPort });
+                hostPort = r.hostPort;
+              }
+            } catch (e) {
+              // The relayed IPv6 twin nobody asked for by address is a convenience, as with
+              // Docker: a host without IPv6, or a port taken on IPv6 alone, does not fail the IPv4 one.
+              if (crossFamily && !r.hostIp && chosen !== undefined) {
+                this.ctx.log.warn({ network: networkId, endpoint: id, port: `[::]:${chosen}/${r.proto}`, err: (e as Error).message }, 'IPv6 side of a published port not relayed');
+                continue;
+              }
+              throw e;
             }
             chosen = hostPort;
-            const p: PublishedPort = { proto: r.proto, family, hostIp, hostPort, hostPortEnd: hostPort, containerIp, containerPort: r.containerPort };
+            const p: PublishedPort = { ...target, hostPort, hostPortEnd: hostPort };
             tx.onUndo(`release ${hostIp}:${hostPort}/${r.proto}`, () => this.reserver.release(p));
             published.push(p);
           }

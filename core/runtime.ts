@@ -46,6 +46,8 @@ export interface DaemonOptions {
   logLevel: string;
   /** Port of the per-network resolvers (53 unless testing). */
   dnsPort?: number;
+  /** Relay published TCP ports NAT cannot serve (IPv6 loopback, IPv6 to IPv4-only containers); default on, as dockerd's. */
+  userlandProxy?: boolean;
   /** Upstream resolvers; the host's resolv.conf when empty. */
   dnsUpstreams?: string[];
   dnsDomain?: string;
@@ -137,7 +139,7 @@ async function startServices(opts: DaemonOptions): Promise<Daemon> {
   const reaper = new LinkReaper(log);
   // One driver context for every service of the daemon.
   const ctx: DriverContext = { host, firewall, log, owner, ownedMac: (stableFor?: string) => ownerMac(owner, stableFor), reaper, ...(cluster ? { cluster } : {}) };
-  const networks = new NetworkService(store, ctx, { resolverPort: opts.dnsPort ?? 53 });
+  const networks = new NetworkService(store, ctx, { resolverPort: opts.dnsPort ?? 53, userlandProxy: opts.userlandProxy ?? true });
   // Sources are read at scrape time; the services they name are all made below.
   let reconcilerRef: Reconciler | undefined;
   let dnsRef: DnsService | undefined;

@@ -6,6 +6,7 @@ import { createSocket, type Socket } from 'node:dgram';
 import { readFile } from 'node:fs/promises';
 import { KernelError, NetError } from '../../kernel/errors.js';
 import { holdTcpPort, type HeldPort } from '../../kernel/port-hold.js';
+import { TcpRelay } from './port-relay.js';
 
 export type PortProto = 'tcp' | 'udp' | 'sctp';
 
@@ -33,6 +34,23 @@ export interface PublishedPort {
 export const PROTO_BY_NUMBER: Record<number, PortProto> = { 6: 'tcp', 17: 'udp', 132: 'sctp' };
 
 export const isAnyAddress = (ip: string): boolean => ip === '0.0.0.0' || ip === '::';
+
+const isLoopback6 = (ip: string): boolean => ip === '::1' || /^(0{1,4}:){7}0{0,3}1$/.test(ip);
+
+/**
+ * Whether the kernel's DNAT rules carry this mapping: not on IPv6 loopback (the kernel will not
+ * NAT ::1 off the host), nor when the host side is IPv6 and the container's address IPv4; only
+ * the userland relay serves those.
+ */
+export const natForwarded = (p: Pick<PublishedPort, 'family' | 'hostIp' | 'containerIp'>): boolean =>
+  p.containerIp.includes(':') === (p.family === 6) && !isLoopback6(p.hostIp);
+
+/**
+ * Whether a mapping needs the userland relay listening on its host port: IPv6 loopback, which no
+ * rule can forward (on "::" too, which takes ::1), and a family the rules cannot cross.
+ */
+export const needsRelay = (p: Pick<PublishedPort, 'proto' | 'family' | 'hostIp' | 'containerIp'>): boolean =>
+  p.proto === 'tcp' && p.family === 6 && (p.hostIp === '::' || isLoopback6(p.hostIp) || !natForwarded(p));
 
 const validPort = (p: unknown): p is number => Number.isInteger(p) && (p as number) >= 0 && (p as number) <= 65535;
 
@@ -84,26 +102,39 @@ async function ephemeralRange(): Promise<[number, number]> {
   return [lo || 49153, hi || 65535];
 }
 
-type Holder = HeldPort | Socket;
+type Holder = HeldPort | Socket | TcpRelay;
+
+/** A mapping to reserve; the container side tells a relay where to go. */
+export type PortToReserve = Pick<PublishedPort, 'proto' | 'hostIp' | 'hostPort' | 'hostPortEnd'> & Partial<Pick<PublishedPort, 'family' | 'containerIp' | 'containerPort'>>;
 
 /**
  * Holds host ports, as Docker does, so a port already used by a host process or another container
  * is refused up front. A TCP port is held by a socket bound but not listening (kernel/port-hold.ts
- * says why); a UDP port by a bound socket, which sees nothing the NAT rules redirect.
+ * says why); a UDP port by a bound socket, which sees nothing the NAT rules redirect. With
+ * `relay` (a long-lived daemon), a TCP port that needsRelay is held by a listening relay instead.
  */
 export class PortReserver {
   private readonly held = new Map<string, Holder>();
+
+  constructor(readonly relay = false) {}
 
   private static key(proto: PortProto, ip: string, port: number): string {
     return `${proto}/${ip}/${port}`;
   }
 
-  private async bindOne(proto: PortProto, ip: string, port: number): Promise<Holder | undefined> {
+  private async bindOne(proto: PortProto, ip: string, port: number, p: PortToReserve): Promise<Holder | undefined> {
     if (proto === 'sctp') return undefined; // Node has no SCTP sockets; the rules alone publish it.
     const refused = (code: string | undefined, message: string): NetError =>
       code === 'EADDRINUSE' || code === 'EACCES'
-        ? new NetError('PORT_IN_USE', `host port ${ip}:${port}/${proto} is already in use`)
+        ? new NetError('PORT_IN_USE', `host port ${ip.includes(':') ? `[${ip}]` : ip}:${port}/${proto} is already in use`)
         : new NetError('INVALID_ARGUMENT', `cannot bind host port ${ip}:${port}/${proto}: ${message}`);
+    if (this.relay && p.containerIp && p.containerPort && p.family && needsRelay({ proto, family: p.family, hostIp: ip, containerIp: p.containerIp })) {
+      try {
+        return await TcpRelay.listen(ip, port, { ip: p.containerIp, port: p.containerPort + (port - p.hostPort) });
+      } catch (e) {
+        throw refused((e as NodeJS.ErrnoException).code, (e as Error).message);
+      }
+    }
     if (proto === 'tcp') {
       try {
         return holdTcpPort(ip, port);
@@ -125,13 +156,13 @@ export class PortReserver {
   }
 
   /** Reserves every port of the mapping, all or nothing. */
-  async reserve(p: Pick<PublishedPort, 'proto' | 'hostIp' | 'hostPort' | 'hostPortEnd'>): Promise<void> {
+  async reserve(p: PortToReserve): Promise<void> {
     const got: string[] = [];
     try {
       for (let port = p.hostPort; port <= p.hostPortEnd; port++) {
         const key = PortReserver.key(p.proto, p.hostIp, port);
         if (this.held.has(key)) throw new NetError('PORT_IN_USE', `host port ${p.hostIp}:${port}/${p.proto} is already published`);
-        const h = await this.bindOne(p.proto, p.hostIp, port);
+        const h = await this.bindOne(p.proto, p.hostIp, port, p);
         if (h) this.held.set(key, h);
         got.push(key);
       }
@@ -153,7 +184,8 @@ export class PortReserver {
   }
 
   /** Picks a free host port: in [from, to] when given (a -p range), else from the ephemeral range. */
-  async choose(proto: PortProto, ip: string, from?: number, to?: number): Promise<number> {
+  async choose(p: Omit<PortToReserve, 'hostPort' | 'hostPortEnd'>, from?: number, to?: number): Promise<number> {
+    const { proto, hostIp: ip } = p;
     const [lo, hi] = from ? [from, to ?? from] : await ephemeralRange();
     // Start at a random point so two daemons (or a restart) rarely race for the same port.
     const span = hi - lo + 1;
@@ -161,7 +193,7 @@ export class PortReserver {
     for (let i = 0; i < span; i++) {
       const port = lo + ((start + i) % span);
       try {
-        await this.reserve({ proto, hostIp: ip, hostPort: port, hostPortEnd: port });
+        await this.reserve({ ...p, hostPort: port, hostPortEnd: port });
         return port;
       } catch (e) {
         if ((e as NetError).netCode !== 'PORT_IN_USE') throw e;

@@ -143,37 +143,59 @@ describe.skipIf(!hasDocker)('docker -p on tsbridge (real dockerd)', () => {
     }
   });
 
-  it('IPv6 host addresses on a dual-stack network', () => {
+  it('IPv6 host addresses on a dual-stack network; [::1] through the userland relay', () => {
     const ds = net(['--ipv6', '--ipam-driver', 'tsipam', '--subnet', '10.232.4.0/24', '--subnet', 'fd77:232::/64']);
     const w = web(ds, 80, '-p', '18090:80');
     expect(fromOutside(`http://[${HOST6}]:18090/`)).toBe(`hello ${w}`);
     expect(fromOutside(`http://${HOST}:18090/`)).toBe(`hello ${w}`);
-    // [::1] cannot be NATed to a container: a client there is refused at once (and falls back to
-    // 127.0.0.1), not left waiting on a listener nobody accepts from. The port is held all the
-    // same, by a socket that does not listen: a host program cannot take it, even with
-    // SO_REUSEADDR, in either family.
+    // The outside host's request was NATed in the kernel (the container sees the client's own
+    // address); [::1] cannot be NATed off the host, so the relay listening on [::] answers it,
+    // as docker-proxy does.
+    expect(fromHost('http://[::1]:18090/')).toBe(`hello ${w}`);
+    expect(run('sh', ['-c', `docker logs ${w} 2>&1`])).toContain('fd99:232::2');
+    expect(run('ss', ['-Hltn', 'sport = :18090']).trim()).toContain('[::]:18090');
+    // The port is held in both families: a host program cannot take it, even with SO_REUSEADDR.
     const probe = run('python3', ['-c', `
 import socket
-s = socket.socket(socket.AF_INET6); s.settimeout(5)
-try:
-    s.connect(('::1', 18090)); print('connected')
-except OSError as e:
-    print(type(e).__name__)
 for fam, ip in ((socket.AF_INET, '0.0.0.0'), (socket.AF_INET6, '::')):
     t = socket.socket(fam); t.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if fam == socket.AF_INET6: t.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
     try:
         t.bind((ip, 18090)); t.listen(); print('taken', ip)
     except OSError as e:
         print('held', ip, e.errno)
 `]);
-    expect(probe.trim().split('\n')).toEqual(['ConnectionRefusedError', 'held 0.0.0.0 98', 'held :: 98']);
-    expect(run('ss', ['-Hltn', 'sport = :18090']).trim()).toBe('');
-    // And asking for [::1] explicitly is refused with the reason, leaving nothing.
+    expect(probe.trim().split('\n')).toEqual(['held 0.0.0.0 98', 'held :: 98']);
+    // Asking for [::1] explicitly publishes there alone: no rule, just the relay.
+    const lo = web(ds, 80, '-p', '[::1]:18091:80');
+    expect(fromHost('http://[::1]:18091/')).toBe(`hello ${lo}`);
+    expect(fromHost('http://127.0.0.1:18091/')).toBe('');
+    expect(run('ip6tables', ['-t', 'nat', '-S', 'TSNET-DNAT'])).not.toContain('18091');
+    // UDP has no relay: [::1] stays refused with the reason, leaving nothing.
     const name = uniqueName('lo6');
     scene.track(name);
-    const out = run('sh', ['-c', `docker run -d --name ${name} --network ${ds} -p '[::1]:18091:80' ${IMAGE} sleep 60 2>&1 || true`]);
+    const out = run('sh', ['-c', `docker run -d --name ${name} --network ${ds} -p '[::1]:18092:80/udp' ${IMAGE} sleep 60 2>&1 || true`]);
     expect(out).toContain('cannot publish on ::1: IPv6 loopback cannot be forwarded');
-    expect(run('ip6tables', ['-t', 'nat', '-S', 'TSNET-DNAT'])).not.toContain('18091');
+    expect(run('ip6tables', ['-t', 'nat', '-S', 'TSNET-DNAT'])).not.toContain('18092');
+  });
+
+  it('an IPv4-only container is reached on the host’s IPv6 addresses too, through the relay (as docker-proxy does); a daemon restart keeps it', async () => {
+    const w = web(net1, 80, '-p', '18093:80');
+    expect(fromOutside(`http://[${HOST6}]:18093/`)).toBe(`hello ${w}`);
+    expect(fromHost('http://[::1]:18093/')).toBe(`hello ${w}`);
+    expect(fromOutside(`http://${HOST}:18093/`)).toBe(`hello ${w}`);
+    // No IPv6 rule could carry it (the container has no IPv6 address); the relay did.
+    expect(run('ip6tables', ['-t', 'nat', '-S', 'TSNET-DNAT'])).not.toContain('18093');
+    expect(run('sh', ['-c', `docker logs ${w} 2>&1`])).toContain('10.232.1.1'); // the relay connects from the bridge's address
+    // The relay lives in the daemon: a restarted daemon listens again from the stored mapping.
+    await daemon.stop();
+    expect(fromHost('http://[::1]:18093/')).toBe('');
+    daemon = await startTsnet(daemon.stateDir, daemon.extraArgs);
+    expect(fromHost('http://[::1]:18093/')).toBe(`hello ${w}`);
+    // The relay goes with the container: nothing listens on the port afterwards.
+    docker('rm', '-f', w);
+    expect(run('ss', ['-Hltn', 'sport = :18093']).trim()).toBe('');
+    expect(fromHost('http://[::1]:18093/')).toBe('');
   });
 
   it('removing a container removes exactly its rules; rules grow linearly with containers', () => {
