@@ -14,7 +14,7 @@ import { UdpResponder } from '../kernel/udp-responder.js';
 import { normalize, type Lookup, type RecordBook } from './records.js';
 import type { Forwarder } from './forward.js';
 import { frame } from './forward.js';
-import { RCODE, decode, dnsPacket, ownerlessRecord, questionKey, type Decoded, type Rcode, type Rr } from './wire.js';
+import { RCODE, decode, dnsPacket, encodeResponse, ownerlessRecord, questionKey, type Decoded, type Rcode, type Rr } from './wire.js';
 
 export interface DnsNetwork {
   id: string;
@@ -263,15 +263,8 @@ export class DnsServer {
     const clientOpt = (q.additionals ?? []).find((a) => a.type === 'OPT');
     const reply = (rcode: Rcode, answers: Rr[] = [], authorities: Rr[] = [], aa = false): Buffer => {
       const flags = (q.flag_rd ? dnsPacket.RECURSION_DESIRED : 0) | dnsPacket.RECURSION_AVAILABLE | (aa ? dnsPacket.AUTHORITATIVE_ANSWER : 0) | RCODE[rcode];
-      const base = {
-        type: 'response' as const, id: q.id ?? 0, flags, questions: q.questions ?? [],
-        ...(clientOpt ? { additionals: [{ type: 'OPT', name: '.', udpPayloadSize: OUR_UDP_SIZE } as dnsPacket.Answer] } : {}),
-      };
-      const full = dnsPacket.encode({ ...base, answers, authorities } as dnsPacket.Packet);
-      const limit = clientOpt ? Math.max(512, Math.min(clientOpt.udpPayloadSize ?? 512, OUR_UDP_SIZE)) : 512;
-      if (transport === 'tcp' || full.length <= limit) return full;
-      // Too big for UDP: say so (TC) and let the client retry over TCP.
-      return dnsPacket.encode({ ...base, flags: base.flags | dnsPacket.TRUNCATED_RESPONSE, answers: [], authorities: [] } as dnsPacket.Packet);
+      const limit = transport === 'tcp' ? 65535 : clientOpt ? Math.max(512, Math.min(clientOpt.udpPayloadSize ?? 512, OUR_UDP_SIZE)) : 512;
+      return encodeResponse({ id: q.id ?? 0, flags, questions: q.questions ?? [], ...(clientOpt ? { udpPayloadSize: OUR_UDP_SIZE } : {}) }, answers, authorities, limit);
     };
     if (!this.clientAllowed(l, client)) {
       this.tally(seen, 'refused');

@@ -58,3 +58,67 @@ export function ownerlessRecord(rr: Rr): Buffer | undefined {
   if (rr.type === 'PTR' && !wireSafe(String(rr.data).replace(/\.$/, ''))) return undefined;
   return codecs.answer.encode({ ...rr, name: '.' }).subarray(1);
 }
+
+export interface ResponseHead {
+  id: number;
+  flags: number;
+  questions: dnsPacket.Question[];
+  /** Our EDNS0 UDP size, when the client sent an OPT record (we answer with one). */
+  udpPayloadSize?: number;
+}
+
+const HEADER_TC = 0x0200;
+
+/** The 11 bytes of an OPT record on the root name: our UDP size, version 0, no options. */
+function optRecord(size: number): Buffer {
+  const b = Buffer.alloc(11);
+  b.writeUInt16BE(41, 1);
+  b.writeUInt16BE(size, 3);
+  return b;
+}
+
+/**
+ * Encodes a response of at most `limit` bytes. Answers that all carry the question's own name (every
+ * local answer) point back to it (2 bytes instead of the name, as the native responder sends them).
+ * What does not fit is cut at a whole record and TC is set: a client that cannot retry over TCP
+ * (musl, busybox) still gets as many addresses as fit, as from Docker's resolver, instead of none.
+ */
+export function encodeResponse(head: ResponseHead, answers: Rr[], authorities: Rr[], limit: number): Buffer {
+  const opt = head.udpPayloadSize ? optRecord(head.udpPayloadSize) : Buffer.alloc(0);
+  const qname = head.questions[0]?.name;
+  const owned = qname !== undefined && answers.length > 0 && authorities.length === 0 && answers.every((a) => a.name === qname)
+    ? answers.map(ownerlessRecord) : [];
+  if (owned.length && owned.every((r): r is Buffer => r !== undefined)) {
+    const top = dnsPacket.encode({ type: 'response', id: head.id, flags: head.flags, questions: head.questions } as dnsPacket.Packet);
+    const parts: Buffer[] = [top];
+    let size = top.length + opt.length;
+    let n = 0;
+    for (const r of owned) {
+      if (size + 2 + r.length > limit) break;
+      parts.push(Buffer.from([0xc0, 0x0c]), r); // a pointer to the question's name at offset 12
+      size += 2 + r.length;
+      n++;
+    }
+    parts.push(opt);
+    const buf = Buffer.concat(parts, size);
+    buf.writeUInt16BE(n, 6);
+    buf.writeUInt16BE(opt.length ? 1 : 0, 10);
+    if (n < owned.length) buf.writeUInt16BE(buf.readUInt16BE(2) | HEADER_TC, 2);
+    return buf;
+  }
+  const encode = (an: Rr[], ns: Rr[], tc: boolean): Buffer => dnsPacket.encode({
+    type: 'response', id: head.id, flags: head.flags | (tc ? HEADER_TC : 0), questions: head.questions, answers: an, authorities: ns,
+    ...(head.udpPayloadSize ? { additionals: [{ type: 'OPT', name: '.', udpPayloadSize: head.udpPayloadSize } as dnsPacket.Answer] } : {}),
+  } as dnsPacket.Packet);
+  const full = encode(answers, authorities, false);
+  if (full.length <= limit) return full;
+  // The most leading answers that fit (authorities go first: they only matter beside a full answer).
+  let lo = 0;
+  let hi = answers.length;
+  while (lo < hi) {
+    const mid = Math.ceil((lo + hi) / 2);
+    if (encode(answers.slice(0, mid), [], true).length <= limit) lo = mid;
+    else hi = mid - 1;
+  }
+  return encode(answers.slice(0, lo), [], true);
+}

@@ -1,8 +1,11 @@
 // The embedded resolver with a real dockerd: names learnt from the Docker API, scoped per
 // network, forwarding to an upstream (dnsmasq in a test namespace), and a restart.
 
+import { spawn } from 'node:child_process';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { docker, DockerScene, ensureDocker, startTsnet, type TsnetDaemon } from '../helpers/docker.js';
+import { ROOT } from '../../bench/lab.js';
+import { docker, DockerScene, ensureDocker, IMAGE, startTsnet, type TsnetDaemon } from '../helpers/docker.js';
 import { eventually, ip, isRoot, ok, run, uniqueName } from '../helpers/sys.js';
 
 const hasDocker = isRoot && ok('which', ['dockerd']) && ok('which', ['dnsmasq']);
@@ -123,4 +126,30 @@ describe.skipIf(!hasDocker)('embedded DNS on tsbridge networks (real dockerd)', 
     expect(addresses(lookup(a, b, gw))).toEqual([]);
     expect(lookup(a, `${b}.tsnet.internal`, gw)).toMatch(/NXDOMAIN/);
   });
+  it('40 containers started at once all answer under their shared alias; a UDP-only client (busybox) gets the 30 that fit', async () => {
+    const n = net(['--ipam-driver', 'tsipam', '--subnet', '10.233.15.0/24']);
+    const names = Array.from({ length: 40 }, () => uniqueName('rr'));
+    scene.ctrs.push(...names);
+    const started = names.map((name) => new Promise<number | null>((resolve) => {
+      spawn('docker', ['run', '-d', '--name', name, '--network', n, '--network-alias', 'crowd', IMAGE, 'sleep', '600'], { stdio: 'ignore' })
+        .on('exit', resolve);
+    }));
+    expect(await Promise.all(started)).toEqual(names.map(() => 0));
+    // Every endpoint learns the alias; an inspection read while a join was still under way
+    // (Docker lists such an endpoint as "ep-<id>") must not leave one without it.
+    const stored = (): Array<{ names: string[] }> => JSON.parse(run(process.execPath, [
+      join(ROOT, 'dist/bin/tsnet.js'), '--state-dir', daemon.stateDir, '--api-socket', '/nonexistent', '--json', 'endpoint', 'ls',
+    ])).filter((e: { network: string }) => e.network === docker('network', 'inspect', '-f', '{{.Id}}', n));
+    const allNamed = (): boolean => stored().length === 40 && stored().every((e) => e.names.includes('crowd'));
+    expect(await eventually(allNamed, 15_000)).toBe(true);
+    await new Promise((r) => setTimeout(r, 1500)); // a late, stale inspection would land here
+    expect(allNamed()).toBe(true);
+    // busybox's nslookup asks over UDP and never retries over TCP: it shows the records that fit
+    // in 512 bytes (the reply says TC), where an empty truncated reply showed none.
+    const got = addresses(lookup(names[0]!, 'crowd', '10.233.15.1'));
+    expect(got).toHaveLength(30);
+    expect(new Set(got).size).toBe(30);
+    expect(got.every((a) => a.startsWith('10.233.15.'))).toBe(true);
+  }, 120_000);
 });
+

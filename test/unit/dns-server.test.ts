@@ -7,7 +7,7 @@ import * as dnsPacket from 'dns-packet';
 import { Forwarder, frame } from '../../dns/forward.js';
 import { RecordBook } from '../../dns/records.js';
 import { DnsServer } from '../../dns/server.js';
-import { decode, type Decoded } from '../../dns/wire.js';
+import { decode, encodeResponse, type Decoded, type Rr } from '../../dns/wire.js';
 
 const port = (): number => 20000 + Math.floor(Math.random() * 20000);
 
@@ -127,18 +127,27 @@ describe('resolver protocol', () => {
     expect(nodata.authorities![0]!.type).toBe('SOA');
   });
 
-  it('a large answer is truncated over UDP (TC, no records) and complete over TCP', async () => {
+  it('a large answer over UDP carries as many whole records as fit, with TC; complete over TCP', async () => {
+    // Header 12 + question "many" 10 + 16 per record (the name a pointer to the question): 30
+    // records in plain DNS's 512 bytes. Clients that cannot retry over TCP (musl, busybox) use them.
     const udp = (await udpQuery(p, q('many')))!;
     expect(udp.flag_tc).toBe(true);
-    expect(udp.answers).toEqual([]);
-    // 40 records (~680 bytes) exceed plain DNS's 512 but fit the EDNS0 size the client offers.
+    expect(udp.answers).toHaveLength(30);
+    const all = new Set(Array.from({ length: 100 }, (_, i) => `10.0.1.${i + 1}`));
+    expect(udp.answers!.every((a) => a.name === 'many' && all.has(String(a.data)))).toBe(true);
+    expect(new Set(udp.answers!.map((a) => a.data)).size).toBe(30);
+    // 40 records (652 bytes) exceed 512 but fit the EDNS0 size the client offers.
     expect((await udpQuery(p, q('forty')))!.flag_tc).toBe(true);
     const edns = (await udpQuery(p, q('forty', 'A', { edns: 4096 })))!;
     expect(edns.flag_tc).toBe(false);
     expect(edns.answers).toHaveLength(40);
     expect(edns.additionals!.find((a) => a.type === 'OPT')?.udpPayloadSize).toBe(1232);
-    // We never send more than 1232 bytes over UDP, whatever the client offers (100 records ~1.6 kB).
-    expect((await udpQuery(p, q('many', 'A', { edns: 4096 })))!.flag_tc).toBe(true);
+    // We never send more than 1232 bytes over UDP, whatever the client offers: 74 of 100 records,
+    // and the OPT record still last.
+    const big = (await udpQuery(p, q('many', 'A', { edns: 4096 })))!;
+    expect(big.flag_tc).toBe(true);
+    expect(big.answers).toHaveLength(74);
+    expect(big.additionals!.map((a) => a.type)).toEqual(['OPT']);
     const tcp = await tcpQuery(p, q('many'));
     expect(tcp.flag_tc).toBe(false);
     expect(tcp.answers).toHaveLength(100);
@@ -361,5 +370,26 @@ describe('resolver under a flood for a name whose upstream never answers', () =>
       forwarder.close();
       upstream.sock.close();
     }
+  });
+});
+
+describe('encodeResponse: records under other names (forwarded answers)', () => {
+  it('cuts at a whole record, keeps the leading ones, sets TC; fits unchanged when small', () => {
+    const questions = [{ name: 'svc.example.test', type: 'A' as const, class: 'IN' as const }];
+    const answers = [
+      { type: 'CNAME', name: 'svc.example.test', ttl: 60, data: 'lb.example.test' },
+      ...Array.from({ length: 40 }, (_, i) => ({ type: 'A', name: 'lb.example.test', ttl: 60, data: `192.0.2.${i + 1}` })),
+    ] as Rr[];
+    const cut = dnsPacket.decode(encodeResponse({ id: 9, flags: 0x8180, questions }, answers, [], 512)) as Decoded;
+    const bytes = encodeResponse({ id: 9, flags: 0x8180, questions }, answers, [], 512).length;
+    expect(bytes).toBeLessThanOrEqual(512);
+    expect(cut.flag_tc).toBe(true);
+    expect(cut.answers![0]!.type).toBe('CNAME');
+    // Each uncompressed A under "lb.example.test" is 31 bytes: one more would not fit.
+    expect(bytes + 31).toBeGreaterThan(512);
+    expect(cut.answers!.slice(1).map((a) => a.data)).toEqual(answers.slice(1, cut.answers!.length).map((a) => a.data));
+    const whole = dnsPacket.decode(encodeResponse({ id: 9, flags: 0x8180, questions }, answers.slice(0, 3), [], 512)) as Decoded;
+    expect(whole.flag_tc).toBe(false);
+    expect(whole.answers).toHaveLength(3);
   });
 });
