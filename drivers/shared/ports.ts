@@ -6,7 +6,7 @@ import { createSocket, type Socket } from 'node:dgram';
 import { readFile } from 'node:fs/promises';
 import { KernelError, NetError } from '../../kernel/errors.js';
 import { holdTcpPort, type HeldPort } from '../../kernel/port-hold.js';
-import { TcpRelay } from './port-relay.js';
+import { openTcpRelay, type TcpRelay } from '../../kernel/tcp-relay.js';
 
 export type PortProto = 'tcp' | 'udp' | 'sctp';
 
@@ -130,9 +130,9 @@ export class PortReserver {
         : new NetError('INVALID_ARGUMENT', `cannot bind host port ${ip}:${port}/${proto}: ${message}`);
     if (this.relay && p.containerIp && p.containerPort && p.family && needsRelay({ proto, family: p.family, hostIp: ip, containerIp: p.containerIp })) {
       try {
-        return await TcpRelay.listen(ip, port, { ip: p.containerIp, port: p.containerPort + (port - p.hostPort) });
+        return openTcpRelay(ip, port, { ip: p.containerIp, port: p.containerPort + (port - p.hostPort) });
       } catch (e) {
-        throw refused((e as NodeJS.ErrnoException).code, (e as Error).message);
+        throw refused(e instanceof KernelError ? e.code : undefined, (e as Error).message);
       }
     }
     if (proto === 'tcp') {
