@@ -161,7 +161,8 @@ export function portRows(inv: Inventory): PortRow[] {
     network: e.networkId.slice(0, 12),
     endpoint: e.id.slice(0, 12),
     host: hostSide(p),
-    container: `${bracket(p.family, p.containerIp)}:${p.containerPort}`,
+    // The container side has its own family: a relayed [::] port may lead to an IPv4 address.
+    container: `${bracket(p.containerIp.includes(':') ? 6 : 4, p.containerIp)}:${p.containerPort}`,
   })));
 }
 

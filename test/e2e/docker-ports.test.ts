@@ -1,7 +1,9 @@
 // Port publishing (-p) on tsbridge with a real dockerd: every place a user expects to reach a
 // published port from, TCP and UDP, the negative cases, and clean removal.
 
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ROOT } from '../../bench/lab.js';
 import { docker, DockerScene, ensureDocker, IMAGE, makeOutsideHost, startTsnet, type TsnetDaemon } from '../helpers/docker.js';
 import { eventually, ip, isRoot, ok, run, uniqueName } from '../helpers/sys.js';
 
@@ -186,6 +188,10 @@ for fam, ip in ((socket.AF_INET, '0.0.0.0'), (socket.AF_INET6, '::')):
     expect(fromOutside(`http://${HOST}:18093/`)).toBe(`hello ${w}`);
     // No IPv6 rule could carry it (the container has no IPv6 address); the relay did.
     expect(run('ip6tables', ['-t', 'nat', '-S', 'TSNET-DNAT'])).not.toContain('18093');
+    const wIp = docker('inspect', '-f', '{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}', w);
+    const listed = JSON.parse(run(process.execPath, [join(ROOT, 'dist/bin/tsnet.js'), '--state-dir', daemon.stateDir, '--json', 'port', 'ls']))
+      .filter((r: { host: string }) => r.host.endsWith(':18093/tcp')).map((r: { host: string; container: string }) => `${r.host} ${r.container}`);
+    expect(listed.sort()).toEqual([`0.0.0.0:18093/tcp ${wIp}:80`, `[::]:18093/tcp ${wIp}:80`]);
     expect(run('sh', ['-c', `docker logs ${w} 2>&1`])).toContain('10.232.1.1'); // the relay connects from the bridge's address
     // The relay lives in the daemon: a restarted daemon listens again from the stored mapping.
     await daemon.stop();
