@@ -100,8 +100,11 @@ export class DockerNames {
   private watch(): void {
     if (this.stopped) return;
     // Network connect/disconnect name the network; a container rename names the container, and
-    // Docker's own resolver answers the new name at once (libnetwork renames the endpoints).
-    const filters = encodeURIComponent(JSON.stringify({ type: ['network', 'container'], event: ['connect', 'disconnect', 'rename'] }));
+    // Docker's own resolver answers the new name at once (libnetwork renames the endpoints). A
+    // network create says Docker has the network, so the sweep (docker-sync.ts) may remove it once
+    // Docker forgets it; the sweep's own sighting comes up to 30 s later, and a network removed
+    // while the daemon was down before then stayed for good.
+    const filters = encodeURIComponent(JSON.stringify({ type: ['network', 'container'], event: ['connect', 'disconnect', 'rename', 'create'] }));
     // However the stream stops, once: a dockerd that exits resets the connection, which ends the
     // response with 'error' and 'close' but no 'end' (waiting for 'end' left names unlearnt for good).
     let over = false;
@@ -120,10 +123,16 @@ export class DockerNames {
           const line = buf.slice(0, nl);
           buf = buf.slice(nl + 1);
           try {
-            const ev = JSON.parse(line) as { Type?: string; Actor?: { ID?: string } };
-            if (!ev.Actor?.ID) continue;
-            if (ev.Type === 'container') void this.renamed(ev.Actor.ID);
-            else this.schedule(ev.Actor.ID);
+            const ev = JSON.parse(line) as { Type?: string; Action?: string; Actor?: { ID?: string } };
+            const id = ev.Actor?.ID;
+            if (!id) continue;
+            if (ev.Type === 'container') {
+              if (ev.Action === 'rename') void this.renamed(id);
+            } else if (ev.Action === 'create') {
+              this.svc.markSeenByDocker(id).catch((e) => this.log.warn({ network: id, err: (e as Error).message }, 'could not record a network as Docker\'s'));
+            } else {
+              this.schedule(id);
+            }
           } catch {
             // a partial or foreign line: ignore
           }

@@ -300,6 +300,8 @@ describe.skipIf(!hasDocker)('docker + tsbridge (real dockerd)', () => {
       daemon = await startTsnet(daemon.stateDir, args);
     };
     try {
+      // No sweep during the test's first part: only Docker's event can mark the network as Docker's.
+      await restart(['--docker-sync-interval', '3600']);
       const name = uniqueName('gone');
       docker('network', 'create', '-d', 'tsbridge', '--subnet', '10.231.140.0/24', name);
       scene.nets.push(name);
@@ -307,8 +309,9 @@ describe.skipIf(!hasDocker)('docker + tsbridge (real dockerd)', () => {
       const bridge = `tsb-${id.slice(0, 11)}`;
       const c = scene.track(docker('run', '-d', '--network', name, '-p', '18861:80', IMAGE, 'sleep', '600'));
       const hostEnd = run('ip', ['-o', 'link', 'show', 'master', bridge]).split(': ')[1]!.split('@')[0]!;
-      // The sweep learns which networks are Docker's (only those are Docker's to forget).
-      await restart(['--docker-sync-interval', '1']);
+      // Only networks known to be Docker's are Docker's to forget. Docker's network create event
+      // says so at once, long before the first sweep (30 s here) would have seen it: a network
+      // removed while the daemon was down within its first 30 s used to stay for good.
       const seen = (): boolean => {
         const db = new Database(join(daemon.stateDir, 'tsnet.db'), { readonly: true });
         try {
@@ -318,7 +321,7 @@ describe.skipIf(!hasDocker)('docker + tsbridge (real dockerd)', () => {
           db.close();
         }
       };
-      expect(await eventually(seen)).toBe(true);
+      expect(await eventually(seen, 5000)).toBe(true);
 
       await daemon.stop('SIGKILL');
       docker('rm', '-f', c); // each plugin call is retried for 15 s, then only logged
