@@ -78,7 +78,7 @@ export function networkRoutes(svc: NetworkService, driver: DriverName, _log: Fas
     // Docker runs no proxy for remote drivers: the ports in -p arrive here and are ours to publish.
     ['/NetworkDriver.ProgramExternalConnectivity', async (b) => {
       const bindings = parseDockerPortmap(obj(b, 'Options')['com.docker.network.portmap']);
-      await svc.programExternal(id(b, 'NetworkID'), id(b, 'EndpointID'), bindings, { relayIpv6ToIpv4: true });
+      await svc.programExternal(id(b, 'NetworkID'), id(b, 'EndpointID'), bindings, { relayIpv6ToIpv4: true, ignoreUnpublishable: true });
       return {};
     }],
     ['/NetworkDriver.RevokeExternalConnectivity', async (b) => {

@@ -260,8 +260,11 @@ export class NetworkService {
      * relayIpv6ToIpv4: a binding with no address is also published on [::] in front of an
      * IPv4-only container, through the relay (Docker's userland-proxy does this; CNI's portmap
      * publishes a pod's own families only).
+     * ignoreUnpublishable: a network that cannot publish ports (tsmacvlan, tsnull, tshost) takes
+     * the request and publishes nothing, as Docker's macvlan, ipvlan and null drivers do, so a
+     * compose file with `ports:` starts as it does on them; otherwise it is an error.
      */
-    opts: { relayIpv6ToIpv4?: boolean } = {},
+    opts: { relayIpv6ToIpv4?: boolean; ignoreUnpublishable?: boolean } = {},
   ): Promise<PublishedPort[]> {
     return this.portsMutex.run('ports', () => this.mutex.run(networkId, () =>
       Tx.run(this.logUndo, async (tx) => {
@@ -270,7 +273,11 @@ export class NetworkService {
         if (!ep) throw new NetError('NOT_FOUND', `endpoint ${id.slice(0, 12)} is not known to tsnet`);
         if (ep.ports?.length) return ep.ports; // Docker sends Program again when the gateway endpoint changes back
         if (!requests.length) return []; // nothing to publish: no store write, no firewall render
-        if (!hasGatewayBridge(n)) throw new NetError('UNSUPPORTED_OPTION', `${n.driver} networks cannot publish ports`);
+        if (!hasGatewayBridge(n)) {
+          if (!opts.ignoreUnpublishable) throw new NetError('UNSUPPORTED_OPTION', `${n.driver} networks cannot publish ports`);
+          this.ctx.log.warn({ network: networkId, endpoint: id, ports: requests.length }, `${n.driver} networks cannot publish ports: the container is reached at its own address; nothing published`);
+          return [];
+        }
         const bindIpv4 = isBridgeNetwork(n) ? n.state.opts.hostBindingIpv4 : undefined;
         const published: PublishedPort[] = [];
         const c4 = ep.spec.address4?.split('/')[0];

@@ -1,6 +1,8 @@
 // tsmacvlan with a real dockerd. The "LAN" is a test namespace with a bridge on the other side of
 // the parent (a veth pair) and the router's address on it.
 
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { docker, DockerScene, ensureDocker, startTsnet, type TsnetDaemon } from '../helpers/docker.js';
 import { isRoot, linkNames, ok, run, uniqueName } from '../helpers/sys.js';
@@ -72,6 +74,19 @@ describe.skipIf(!hasDocker)('tsmacvlan (real dockerd)', () => {
     docker('network', 'rm', n);
     scene.forgetNet(n);
     expect(linkNames().sort()).toEqual(before.sort());
+  });
+
+  it('-p on a tsmacvlan network starts the container as Docker\'s macvlan does, publishing nothing', () => {
+    const lan = makeLan('10.254.5.1/24');
+    lans.push(lan);
+    const n = macvlanNet(lan, '10.254.5.0/24', '10.254.5.1');
+    // A compose file with ports: runs on macvlan; the container is reached at its own address.
+    const c = scene.ctr(n, '-p', '18871:80');
+    expect(docker('inspect', '-f', '{{.State.Running}}', c)).toBe('true');
+    expect(canPing(c, '10.254.5.1')).toBe(true);
+    expect(run('iptables', ['-t', 'nat', '-S'])).not.toContain('18871');
+    expect(run('ss', ['-Hltn', 'sport = :18871']).trim()).toBe('');
+    expect(readFileSync(join(daemon.stateDir, 'daemon.log'), 'utf8')).toContain('tsmacvlan networks cannot publish ports: the container is reached at its own address');
   });
 
   it('private mode: containers cannot reach each other but reach the router', () => {
