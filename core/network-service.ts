@@ -288,8 +288,8 @@ export class NetworkService {
           let chosen: number | undefined;
           for (const hostIp of hostIps) {
             const family = hostIp.includes(':') ? 6 : 4;
-            // An IPv6 host side in front of an IPv4-only container: only the TCP relay crosses families.
-            const crossFamily = family === 6 && !c6 && relay && r.proto === 'tcp' && (r.hostIp !== undefined || opts.relayIpv6ToIpv4 === true);
+            // An IPv6 host side in front of an IPv4-only container: only the relay crosses families.
+            const crossFamily = family === 6 && !c6 && relay && r.proto !== 'sctp' && (r.hostIp !== undefined || opts.relayIpv6ToIpv4 === true);
             const containerIp = family === 4 ? c4 : (c6 ?? (crossFamily ? c4 : undefined));
             if (!containerIp) {
               if (r.hostIp) throw new NetError('INVALID_ARGUMENT', `cannot publish on ${hostIp}: the container has no IPv${family} address on this network`);
@@ -297,8 +297,8 @@ export class NetworkService {
             }
             // Without the relay nothing can reach a container through [::1] (the kernel does not
             // NAT IPv6 loopback off the host), so say so rather than map nothing.
-            if (family === 6 && ipToBig(hostIp).value === 1n && !(relay && r.proto === 'tcp')) {
-              throw new NetError('INVALID_ARGUMENT', `cannot publish on ${hostIp}: IPv6 loopback cannot be forwarded to a container without the userland proxy (TCP only); publish on 127.0.0.1 (or on :: for every IPv6 address)`);
+            if (family === 6 && ipToBig(hostIp).value === 1n && !(relay && r.proto !== 'sctp')) {
+              throw new NetError('INVALID_ARGUMENT', `cannot publish on ${hostIp}: IPv6 loopback cannot be forwarded to a container without the userland proxy (TCP and UDP only); publish on 127.0.0.1 (or on :: for every IPv6 address)`);
             }
             const target = { proto: r.proto, family, hostIp, containerIp, containerPort: r.containerPort } as const;
             let hostPort: number;

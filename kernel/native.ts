@@ -33,14 +33,14 @@ export interface NativeNetlinkLane {
   close(): void;
 }
 
-/** A listening socket relayed to a target by the native relay thread (native/src/tcp_relay.h). */
-export interface NativeTcpRelay {
+/** A port relayed to a target by the native relay thread (native/src/port_relay.h). */
+export interface NativePortRelay {
   close(): void;
   stats(): { active: number; accepted: number };
 }
 
 export interface NativeBinding {
-  TcpRelay: new (listenIp: string, port: number, targetIp: string, targetPort: number) => NativeTcpRelay;
+  PortRelay: new (listenIp: string, port: number, targetIp: string, targetPort: number, proto: 'tcp' | 'udp') => NativePortRelay;
   NetlinkLane: new (fd: number, portId: number, nsPath: string | null) => NativeNetlinkLane;
   UdpResponder: new (address: string, port: number, onQuery: (msg: Buffer, address: string, port: number) => void) => NativeUdpResponder;
   NetlinkWatch: new (nsPath: string | null, groups: number, onData: (buf: Buffer | null) => void) => NativeNetlinkWatch;

@@ -6,7 +6,7 @@ import { createSocket, type Socket } from 'node:dgram';
 import { readFile } from 'node:fs/promises';
 import { KernelError, NetError } from '../../kernel/errors.js';
 import { holdTcpPort, type HeldPort } from '../../kernel/port-hold.js';
-import { openTcpRelay, type TcpRelay } from '../../kernel/tcp-relay.js';
+import { openPortRelay, type PortRelay } from '../../kernel/port-relay.js';
 
 export type PortProto = 'tcp' | 'udp' | 'sctp';
 
@@ -46,11 +46,11 @@ export const natForwarded = (p: Pick<PublishedPort, 'family' | 'hostIp' | 'conta
   p.containerIp.includes(':') === (p.family === 6) && !isLoopback6(p.hostIp);
 
 /**
- * Whether a mapping needs the userland relay listening on its host port: IPv6 loopback, which no
- * rule can forward (on "::" too, which takes ::1), and a family the rules cannot cross.
+ * Whether a mapping needs the userland relay on its host port: IPv6 loopback, which no rule can
+ * forward (on "::" too, which takes ::1), and a family the rules cannot cross. Not SCTP.
  */
 export const needsRelay = (p: Pick<PublishedPort, 'proto' | 'family' | 'hostIp' | 'containerIp'>): boolean =>
-  p.proto === 'tcp' && p.family === 6 && (p.hostIp === '::' || isLoopback6(p.hostIp) || !natForwarded(p));
+  p.proto !== 'sctp' && p.family === 6 && (p.hostIp === '::' || isLoopback6(p.hostIp) || !natForwarded(p));
 
 const validPort = (p: unknown): p is number => Number.isInteger(p) && (p as number) >= 0 && (p as number) <= 65535;
 
@@ -102,7 +102,7 @@ async function ephemeralRange(): Promise<[number, number]> {
   return [lo || 49153, hi || 65535];
 }
 
-type Holder = HeldPort | Socket | TcpRelay;
+type Holder = HeldPort | Socket | PortRelay;
 
 /** A mapping to reserve; the container side tells a relay where to go. */
 export type PortToReserve = Pick<PublishedPort, 'proto' | 'hostIp' | 'hostPort' | 'hostPortEnd'> & Partial<Pick<PublishedPort, 'family' | 'containerIp' | 'containerPort'>>;
@@ -111,7 +111,7 @@ export type PortToReserve = Pick<PublishedPort, 'proto' | 'hostIp' | 'hostPort' 
  * Holds host ports, as Docker does, so a port already used by a host process or another container
  * is refused up front. A TCP port is held by a socket bound but not listening (kernel/port-hold.ts
  * says why); a UDP port by a bound socket, which sees nothing the NAT rules redirect. With
- * `relay` (a long-lived daemon), a TCP port that needsRelay is held by a listening relay instead.
+ * `relay` (a long-lived daemon), a port that needsRelay is held by the relay instead.
  */
 export class PortReserver {
   private readonly held = new Map<string, Holder>();
@@ -130,7 +130,7 @@ export class PortReserver {
         : new NetError('INVALID_ARGUMENT', `cannot bind host port ${ip}:${port}/${proto}: ${message}`);
     if (this.relay && p.containerIp && p.containerPort && p.family && needsRelay({ proto, family: p.family, hostIp: ip, containerIp: p.containerIp })) {
       try {
-        return openTcpRelay(ip, port, { ip: p.containerIp, port: p.containerPort + (port - p.hostPort) });
+        return openPortRelay(proto, ip, port, { ip: p.containerIp, port: p.containerPort + (port - p.hostPort) });
       } catch (e) {
         throw refused(e instanceof KernelError ? e.code : undefined, (e as Error).message);
       }

@@ -155,7 +155,8 @@ export function renderRules(all: readonly FirewallNetwork[], family: IpFamily = 
     }
     for (const p of ports) {
       // IPv6 loopback cannot be NATed off the host (the kernel drops ::1 leaving lo), so a
-      // connection to [::1]:port goes to the port's hold, which refuses it at once.
+      // connection to [::1]:port goes to the port's relay (without one, to its hold, which
+      // refuses it at once).
       if (family === 6 && !loopback6Guarded) {
         nat.push(`-A ${CHAINS.dnat} -d ::1/128 -j RETURN`);
         loopback6Guarded = true;

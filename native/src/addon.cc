@@ -23,7 +23,7 @@
 #include "netlink_lane.h"
 #include "netlink_socket.h"
 #include "netlink_watch.h"
-#include "tcp_relay.h"
+#include "port_relay.h"
 #include "udp_responder.h"
 #include "netns.h"
 
@@ -199,7 +199,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("NetlinkLane", tsnet::NetlinkLane::Define(env));
   exports.Set("NetlinkWatch", tsnet::NetlinkWatch::Define(env));
   exports.Set("UdpResponder", tsnet::UdpResponder::Define(env));
-  exports.Set("TcpRelay", tsnet::TcpRelay::Define(env));
+  exports.Set("PortRelay", tsnet::PortRelay::Define(env));
   return exports;
 }
 

@@ -49,6 +49,15 @@ describe.skipIf(!hasDocker)('docker -p on tsbridge (real dockerd)', () => {
     return name;
   };
   const received = (c: string): string => run('docker', ['exec', c, 'cat', '/tmp/got'], { allowFail: true });
+  /** One datagram from the host (or the outside host) and the echo that comes back, '' if none in 1 s. */
+  const udpAsk = (addr: string, port: number, msg: string, from?: string): string =>
+    run(from ? 'ip' : 'python3', [...(from ? ['netns', 'exec', from, 'python3'] : []), '-c', `
+import socket
+s = socket.socket(socket.AF_INET6 if ':' in '${addr}' else socket.AF_INET, socket.SOCK_DGRAM); s.settimeout(1)
+s.sendto(b'${msg}', ('${addr}', ${port}))
+try: print(s.recv(2048).decode())
+except OSError: print('')
+`], { allowFail: true }).trim();
   const dnatRules = (): string[] => run('iptables', ['-t', 'nat', '-S', 'TSNET-DNAT']).split('\n').filter((l) => l.startsWith('-A'));
 
   beforeAll(async () => {
@@ -145,7 +154,7 @@ describe.skipIf(!hasDocker)('docker -p on tsbridge (real dockerd)', () => {
     }
   });
 
-  it('IPv6 host addresses on a dual-stack network; [::1] through the userland relay', () => {
+  it('IPv6 host addresses on a dual-stack network; [::1] through the userland relay', async () => {
     const ds = net(['--ipv6', '--ipam-driver', 'tsipam', '--subnet', '10.232.4.0/24', '--subnet', 'fd77:232::/64']);
     const w = web(ds, 80, '-p', '18090:80');
     expect(fromOutside(`http://[${HOST6}]:18090/`)).toBe(`hello ${w}`);
@@ -173,11 +182,10 @@ for fam, ip in ((socket.AF_INET, '0.0.0.0'), (socket.AF_INET6, '::')):
     expect(fromHost('http://[::1]:18091/')).toBe(`hello ${lo}`);
     expect(fromHost('http://127.0.0.1:18091/')).toBe('');
     expect(run('ip6tables', ['-t', 'nat', '-S', 'TSNET-DNAT'])).not.toContain('18091');
-    // UDP has no relay: [::1] stays refused with the reason, leaving nothing.
-    const name = uniqueName('lo6');
-    scene.track(name);
-    const out = run('sh', ['-c', `docker run -d --name ${name} --network ${ds} -p '[::1]:18092:80/udp' ${IMAGE} sleep 60 2>&1 || true`]);
-    expect(out).toContain('cannot publish on ::1: IPv6 loopback cannot be forwarded');
+    // UDP too: the relay gives each client a flow of its own, and the answer comes back.
+    const u = udpRecorder(ds, '[::1]:18092:7/udp');
+    expect(await eventually(() => udpAsk('::1', 18092, 'lo6-udp') === 'lo6-udp')).toBe(true);
+    expect(received(u)).toMatch(/fd77:232::1 lo6-udp/); // from the bridge's address: relayed
     expect(run('ip6tables', ['-t', 'nat', '-S', 'TSNET-DNAT'])).not.toContain('18092');
   });
 
@@ -198,6 +206,12 @@ for fam, ip in ((socket.AF_INET, '0.0.0.0'), (socket.AF_INET6, '::')):
     expect(fromHost('http://[::1]:18093/')).toBe('');
     daemon = await startTsnet(daemon.stateDir, daemon.extraArgs);
     expect(fromHost('http://[::1]:18093/')).toBe(`hello ${w}`);
+    // UDP the same way: an IPv6 client reaches the IPv4-only container through a flow of its own.
+    const u = udpRecorder(net1, '18094:7/udp');
+    expect(await eventually(() => udpAsk(HOST6, 18094, 'v6-to-v4', outside) === 'v6-to-v4')).toBe(true);
+    expect(udpAsk('::1', 18094, 'lo-to-v4')).toBe('lo-to-v4');
+    expect(received(u)).toMatch(/10\.232\.1\.1 v6-to-v4/);
+    docker('rm', '-f', u);
     // The relay goes with the container: nothing listens on the port afterwards.
     docker('rm', '-f', w);
     expect(run('ss', ['-Hltn', 'sport = :18093']).trim()).toBe('');

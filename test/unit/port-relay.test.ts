@@ -1,13 +1,14 @@
-// The native userland TCP relay on loopback: bytes both ways, half-close, a container end that
-// refuses, many connections at once, and close() cutting what it carries.
+// The native userland relay on loopback. TCP: bytes both ways, half-close, a container end that
+// refuses, many connections at once, close() cutting what it carries. UDP: a flow per client.
 
 import { createHash, randomBytes } from 'node:crypto';
+import { createSocket, type Socket } from 'node:dgram';
 import { connect, createServer, type AddressInfo, type Server } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
-import { openTcpRelay, type TcpRelay } from '../../kernel/tcp-relay.js';
+import { openPortRelay, type PortRelay } from '../../kernel/port-relay.js';
 
 const servers: Server[] = [];
-const relays: TcpRelay[] = [];
+const relays: PortRelay[] = [];
 afterEach(() => {
   for (const s of servers.splice(0)) s.close();
   for (const r of relays.splice(0)) r.close();
@@ -49,11 +50,11 @@ function exchange(port: number, payload: Buffer): Promise<string> {
   });
 }
 
-describe('native TCP relay', () => {
+describe('native port relay: TCP', () => {
   it('carries 4 MiB each way intact and the answer sent after the client’s FIN (IPv6 front, IPv4 back)', async () => {
     const target = await upstream();
     const port = await freePort();
-    relays.push(openTcpRelay('::1', port, { ip: '127.0.0.1', port: target }));
+    relays.push(openPortRelay('tcp', '::1', port, { ip: '127.0.0.1', port: target }));
     const payload = randomBytes(4 << 20);
     const answer = await exchange(port, payload);
     expect(answer).toBe(`${payload.length} ${createHash('sha256').update(payload).digest('hex')}`);
@@ -62,7 +63,7 @@ describe('native TCP relay', () => {
   it('a container end that refuses ends the client’s connection at once, with nothing', async () => {
     const dead = await freePort(); // nothing listens there
     const port = await freePort();
-    relays.push(openTcpRelay('::1', port, { ip: '::1', port: dead }));
+    relays.push(openPortRelay('tcp', '::1', port, { ip: '::1', port: dead }));
     const t = performance.now();
     const answer = await exchange(port, Buffer.from('hello'));
     expect(['', 'ECONNRESET', 'EPIPE']).toContain(answer);
@@ -74,14 +75,14 @@ describe('native TCP relay', () => {
     servers.push(held);
     await new Promise<void>((r) => held.listen(0, '::1', r));
     const taken = (held.address() as AddressInfo).port;
-    expect(() => openTcpRelay('::1', taken, { ip: '127.0.0.1', port: 1 })).toThrow(expect.objectContaining({ code: 'EADDRINUSE' }));
+    expect(() => openPortRelay('tcp', '::1', taken, { ip: '127.0.0.1', port: 1 })).toThrow(expect.objectContaining({ code: 'EADDRINUSE' }));
 
     // A container end that never answers: the client's connection stays open until close().
     const silent = createServer(() => undefined);
     servers.push(silent);
     await new Promise<void>((r) => silent.listen(0, '127.0.0.1', r));
     const port = await freePort();
-    const relay = openTcpRelay('::1', port, { ip: '127.0.0.1', port: (silent.address() as AddressInfo).port });
+    const relay = openPortRelay('tcp', '::1', port, { ip: '127.0.0.1', port: (silent.address() as AddressInfo).port });
     const c = connect({ host: '::1', port });
     await new Promise((r) => c.on('connect', r));
     const closed = new Promise((r) => c.on('close', r));
@@ -95,7 +96,7 @@ describe('native TCP relay', () => {
   it('64 connections at once, each with its own 256 KiB, each answered with its own digest; none left open', async () => {
     const target = await upstream();
     const port = await freePort();
-    const relay = openTcpRelay('::1', port, { ip: '127.0.0.1', port: target });
+    const relay = openPortRelay('tcp', '::1', port, { ip: '127.0.0.1', port: target });
     relays.push(relay);
     const payloads = Array.from({ length: 64 }, () => randomBytes(256 << 10));
     const answers = await Promise.all(payloads.map((p) => exchange(port, p)));
@@ -103,5 +104,68 @@ describe('native TCP relay', () => {
     // The relay thread closes a connection just after passing on the last FIN: give it that moment.
     for (let i = 0; i < 100 && relay.stats().active > 0; i++) await new Promise((r) => setTimeout(r, 10));
     expect(relay.stats()).toEqual({ active: 0, accepted: 64 });
+  });
+});
+
+describe('native port relay: UDP', () => {
+  /** An IPv4 "container" answering every datagram with "echo <payload> from <its sender's port>". */
+  async function echo(): Promise<{ port: number; close(): void }> {
+    const s = createSocket('udp4');
+    s.on('message', (m, r) => s.send(`echo ${m} from ${r.port}`, r.port, r.address));
+    await new Promise<void>((r) => s.bind(0, '127.0.0.1', r));
+    return { port: s.address().port, close: () => s.close() };
+  }
+
+  async function freeUdpPort(): Promise<number> {
+    const s = createSocket('udp6');
+    await new Promise<void>((r) => s.bind(0, '::1', r));
+    const port = s.address().port;
+    await new Promise<void>((r) => s.close(() => r()));
+    return port;
+  }
+
+  /** Sends from a fresh client socket and waits for one reply (or '' after 500 ms). */
+  async function ask(client: Socket, port: number, msg: string): Promise<string> {
+    return new Promise((resolve) => {
+      const t = setTimeout(() => resolve(''), 500);
+      client.once('message', (m) => {
+        clearTimeout(t);
+        resolve(String(m));
+      });
+      client.send(msg, port, '::1');
+    });
+  }
+
+  it('each client gets its own flow to the container and its own replies; close() ends them all', async () => {
+    const target = await echo();
+    const port = await freeUdpPort();
+    const relay = openPortRelay('udp', '::1', port, { ip: '127.0.0.1', port: target.port });
+    const clients = await Promise.all([0, 1, 2].map(async () => {
+      const c = createSocket('udp6');
+      await new Promise<void>((r) => c.bind(0, '::1', r));
+      return c;
+    }));
+    try {
+      const first = await Promise.all(clients.map((c, i) => ask(c, port, `hi${i}`)));
+      // One flow (one source port at the container) per client, kept for its later datagrams.
+      const ports = first.map((a) => a.split(' from ')[1]);
+      expect(first.map((a) => a.split(' from ')[0])).toEqual(['echo hi0', 'echo hi1', 'echo hi2']);
+      expect(new Set(ports).size).toBe(3);
+      expect((await ask(clients[1]!, port, 'again')).split(' from ')[1]).toBe(ports[1]);
+      expect(relay.stats()).toEqual({ active: 3, accepted: 3 });
+      // The port is the relay's: another socket cannot bind it.
+      const other = createSocket('udp6');
+      await expect(new Promise((resolve, reject) => {
+        other.once('error', reject);
+        other.bind(port, '::1', () => resolve('bound'));
+      })).rejects.toMatchObject({ code: 'EADDRINUSE' });
+      other.close();
+      relay.close();
+      expect(await ask(clients[0]!, port, 'after')).toBe('');
+    } finally {
+      for (const c of clients) c.close();
+      target.close();
+      relay.close();
+    }
   });
 });

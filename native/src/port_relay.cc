@@ -1,4 +1,4 @@
-#include "tcp_relay.h"
+#include "port_relay.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -16,7 +16,9 @@
 #include <string>
 #include <thread>
 #include <memory>
+#include <unordered_map>
 #include <unordered_set>
+#include <chrono>
 #include <vector>
 
 #include "js_error.h"
@@ -27,21 +29,24 @@ namespace {
 
 // What an epoll entry points at.
 struct Watch {
-  enum Kind { kListener, kClient, kUpstream, kWake } kind;
+  enum Kind { kListener, kClient, kUpstream, kWake, kUdpListener, kUdpFlow } kind;
   void* obj;
 };
 
 struct Conn;
+struct Flow;
 
 }  // namespace
 
 struct RelayListener {
+  bool udp = false;
   int fd = -1;
   sockaddr_storage target{};
   socklen_t targetLen = 0;
   Watch watch{Watch::kListener, this};
-  std::unordered_set<Conn*> conns;  // the relay thread's alone
-  std::atomic<uint64_t> accepted{0};
+  std::unordered_set<Conn*> conns;                // TCP; the relay thread's alone
+  std::unordered_map<std::string, Flow*> flows;   // UDP, by client address; the relay thread's alone
+  std::atomic<uint64_t> accepted{0};  // connections (TCP) or client flows (UDP) since it opened
   std::atomic<uint64_t> active{0};
 };
 
@@ -70,6 +75,22 @@ struct Conn {
   Watch clientWatch{Watch::kClient, this};
   Watch upstreamWatch{Watch::kUpstream, this};
 };
+
+// One UDP client of a relayed port: its own socket connected to the container, so replies come
+// back on it and go out from the listening socket to that client (as docker-proxy's UDP proxy).
+struct Flow {
+  RelayListener* listener;
+  bool dead = false;
+  int upstream = -1;
+  sockaddr_storage client{};
+  socklen_t clientLen = 0;
+  std::string key;
+  std::chrono::steady_clock::time_point lastSeen;
+  Watch watch{Watch::kUdpFlow, this};
+};
+
+constexpr auto kUdpIdle = std::chrono::seconds(90);  // docker-proxy's UDP connection timeout
+constexpr size_t kUdpMaxFlows = 4096;                 // per port; datagrams of more clients are dropped
 
 bool ParseAddr(const std::string& ip, uint32_t port, sockaddr_storage* addr, socklen_t* len) {
   std::memset(addr, 0, sizeof(*addr));
@@ -149,6 +170,7 @@ class Engine {
   bool Add(RelayListener* l) {
     epoll_event ev{};
     ev.events = EPOLLIN;
+    if (l->udp) l->watch.kind = Watch::kUdpListener;
     ev.data.ptr = &l->watch;
     return epoll_ctl(epfd_, EPOLL_CTL_ADD, l->fd, &ev) == 0;
   }
@@ -186,7 +208,8 @@ class Engine {
   void Loop() {
     epoll_event events[128];
     for (;;) {
-      int n = epoll_wait(epfd_, events, 128, -1);
+      // With UDP flows about, wake now and then to end the idle ones.
+      int n = epoll_wait(epfd_, events, 128, flows_.empty() ? -1 : 5000);
       if (n < 0) {
         if (errno == EINTR) continue;
         return;
@@ -201,13 +224,22 @@ class Engine {
         if (w->kind == Watch::kListener) {
           auto* l = static_cast<RelayListener*>(w->obj);
           if (l->fd >= 0) Accept(l);
+        } else if (w->kind == Watch::kUdpListener) {
+          auto* l = static_cast<RelayListener*>(w->obj);
+          if (l->fd >= 0) FromClients(l);
+        } else if (w->kind == Watch::kUdpFlow) {
+          auto* f = static_cast<Flow*>(w->obj);
+          if (!f->dead) FromContainer(f);
         } else if (w->kind != Watch::kWake) {
           auto* c = static_cast<Conn*>(w->obj);
           if (!c->dead) Service(c, w->kind == Watch::kUpstream ? events[i].events : 0);
         }
       }
+      if (!flows_.empty()) ExpireFlows();
       for (Conn* c : deadConns_) delete c;
       deadConns_.clear();
+      for (Flow* f : deadFlows_) delete f;
+      deadFlows_.clear();
       for (RelayListener* l : deadListeners_) delete l;
       deadListeners_.clear();
     }
@@ -227,6 +259,9 @@ class Engine {
       close(l->fd);  // also leaves the epoll set
       l->fd = -1;
       for (Conn* c : std::vector<Conn*>(l->conns.begin(), l->conns.end())) Destroy(c);
+      std::vector<Flow*> flows;
+      for (auto& kv : l->flows) flows.push_back(kv.second);
+      for (Flow* f : flows) EndFlow(f);
       deadListeners_.push_back(l);
       r.done->set_value();
     }
@@ -291,6 +326,99 @@ class Engine {
     if (c->up.done() && c->down.done()) Destroy(c);
   }
 
+  // Datagrams from clients: each to the container through the client's own flow.
+  void FromClients(RelayListener* l) {
+    uint8_t buf[65536];
+    auto now = std::chrono::steady_clock::now();
+    for (;;) {
+      sockaddr_storage from{};
+      socklen_t fromLen = sizeof(from);
+      ssize_t n = recvfrom(l->fd, buf, sizeof(buf), 0, reinterpret_cast<sockaddr*>(&from), &fromLen);
+      if (n < 0) {
+        if (errno == EINTR) continue;
+        return;  // EAGAIN
+      }
+      std::string key(reinterpret_cast<const char*>(&from), fromLen);
+      Flow* f;
+      auto it = l->flows.find(key);
+      if (it != l->flows.end()) {
+        f = it->second;
+      } else {
+        if (l->flows.size() >= kUdpMaxFlows) continue;
+        f = OpenFlow(l, from, fromLen, key);
+        if (!f) continue;
+      }
+      f->lastSeen = now;
+      ssize_t w = send(f->upstream, buf, static_cast<size_t>(n), 0);
+      (void)w;  // a full socket buffer drops the datagram, as the network would
+    }
+  }
+
+  Flow* OpenFlow(RelayListener* l, const sockaddr_storage& from, socklen_t fromLen, const std::string& key) {
+    int fd = socket(l->target.ss_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) return nullptr;
+    if (connect(fd, reinterpret_cast<const sockaddr*>(&l->target), l->targetLen) != 0) {
+      close(fd);
+      return nullptr;
+    }
+    auto* f = new Flow();
+    f->listener = l;
+    f->upstream = fd;
+    f->client = from;
+    f->clientLen = fromLen;
+    f->key = key;
+    epoll_event ev{};
+    ev.events = EPOLLIN;
+    ev.data.ptr = &f->watch;
+    if (epoll_ctl(epfd_, EPOLL_CTL_ADD, fd, &ev) != 0) {
+      close(fd);
+      delete f;
+      return nullptr;
+    }
+    l->flows.emplace(key, f);
+    l->accepted++;
+    l->active++;
+    flows_.insert(f);
+    return f;
+  }
+
+  // Datagrams from the container: back to the flow's client, from the listening socket.
+  void FromContainer(Flow* f) {
+    uint8_t buf[65536];
+    for (;;) {
+      ssize_t n = recv(f->upstream, buf, sizeof(buf), 0);
+      if (n < 0) {
+        if (errno == EINTR) continue;
+        if (errno == EAGAIN) return;
+        continue;  // ECONNREFUSED from an ICMP error: nothing listens yet; keep the flow
+      }
+      f->lastSeen = std::chrono::steady_clock::now();
+      ssize_t w = sendto(f->listener->fd, buf, static_cast<size_t>(n), 0, reinterpret_cast<sockaddr*>(&f->client), f->clientLen);
+      (void)w;
+    }
+  }
+
+  void ExpireFlows() {
+    auto now = std::chrono::steady_clock::now();
+    if (now - lastExpiry_ < std::chrono::seconds(5)) return;
+    lastExpiry_ = now;
+    std::vector<Flow*> idle;
+    for (Flow* f : flows_) {
+      if (now - f->lastSeen > kUdpIdle) idle.push_back(f);
+    }
+    for (Flow* f : idle) EndFlow(f);
+  }
+
+  void EndFlow(Flow* f) {
+    close(f->upstream);  // also leaves the epoll set
+    f->listener->flows.erase(f->key);
+    f->listener->active--;
+    f->dead = true;
+    flows_.erase(f);
+    deadFlows_.push_back(f);
+  }
+
+ private:
   void Destroy(Conn* c) {
     // Closing removes the sockets from the epoll set.
     if (c->client >= 0) close(c->client);
@@ -309,24 +437,30 @@ class Engine {
   std::mutex mu_;
   std::vector<Removal> removals_;  // guarded by mu_
   std::vector<Conn*> deadConns_;
+  std::vector<Flow*> deadFlows_;
   std::vector<RelayListener*> deadListeners_;
+  std::unordered_set<Flow*> flows_;  // every live UDP flow, for the idle sweep
+  std::chrono::steady_clock::time_point lastExpiry_{};
 };
 
 }  // namespace
 
-Napi::Function TcpRelay::Define(Napi::Env env) {
-  return DefineClass(env, "TcpRelay",
+Napi::Function PortRelay::Define(Napi::Env env) {
+  return DefineClass(env, "PortRelay",
                      {
-                         InstanceMethod<&TcpRelay::Close>("close"),
-                         InstanceMethod<&TcpRelay::Stats>("stats"),
+                         InstanceMethod<&PortRelay::Close>("close"),
+                         InstanceMethod<&PortRelay::Stats>("stats"),
                      });
 }
 
-TcpRelay::TcpRelay(const Napi::CallbackInfo& info) : Napi::ObjectWrap<TcpRelay>(info) {
+PortRelay::PortRelay(const Napi::CallbackInfo& info) : Napi::ObjectWrap<PortRelay>(info) {
   Napi::Env env = info.Env();
-  if (!info[0].IsString() || !info[1].IsNumber() || !info[2].IsString() || !info[3].IsNumber()) {
-    throw Napi::TypeError::New(env, "new TcpRelay(listenIp, port, targetIp, targetPort)");
+  if (!info[0].IsString() || !info[1].IsNumber() || !info[2].IsString() || !info[3].IsNumber() || !info[4].IsString()) {
+    throw Napi::TypeError::New(env, "new PortRelay(listenIp, port, targetIp, targetPort, proto)");
   }
+  std::string proto = info[4].As<Napi::String>().Utf8Value();
+  if (proto != "tcp" && proto != "udp") throw Napi::TypeError::New(env, "proto must be tcp or udp");
+  bool udp = proto == "udp";
   uint32_t port = info[1].As<Napi::Number>().Uint32Value();
   uint32_t targetPort = info[3].As<Napi::Number>().Uint32Value();
   if (port == 0 || port > 65535 || targetPort == 0 || targetPort > 65535) throw Napi::TypeError::New(env, "ports must be 1..65535");
@@ -337,7 +471,8 @@ TcpRelay::TcpRelay(const Napi::CallbackInfo& info) : Napi::ObjectWrap<TcpRelay>(
       !ParseAddr(info[2].As<Napi::String>().Utf8Value(), targetPort, &l->target, &l->targetLen)) {
     throw Napi::TypeError::New(env, "not an IP address");
   }
-  int fd = socket(addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  l->udp = udp;
+  int fd = socket(addr.ss_family, (udp ? SOCK_DGRAM : SOCK_STREAM) | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0) throw ToJsError(env, SysError{errno, "socket"});
   auto fail = [&](const char* call) {
     SysError e{errno, call};
@@ -345,32 +480,33 @@ TcpRelay::TcpRelay(const Napi::CallbackInfo& info) : Napi::ObjectWrap<TcpRelay>(
     throw ToJsError(env, e);
   };
   int one = 1;
-  // SO_REUSEADDR as every listening server has it: a restarted daemon listens again while the
-  // last relayed connections sit in TIME_WAIT. A socket bound by another program still refuses us.
-  if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0) fail("setsockopt");
+  // TCP: SO_REUSEADDR as every listening server has it, so a restarted daemon listens again
+  // while the last relayed connections sit in TIME_WAIT (a socket bound by another program still
+  // refuses us). Never for UDP, where it would let two sockets share the port.
+  if (!udp && setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0) fail("setsockopt");
   // "::" takes the IPv6 port only; 0.0.0.0 has its own socket, as Docker does.
   if (addr.ss_family == AF_INET6 && setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one)) != 0) fail("setsockopt");
   if (bind(fd, reinterpret_cast<sockaddr*>(&addr), len) != 0) fail("bind");
-  if (listen(fd, 511) != 0) fail("listen");
+  if (!udp && listen(fd, 511) != 0) fail("listen");
   l->fd = fd;
   if (!Engine::Get().Add(l.get())) fail("epoll_ctl");
   listener_ = l.release();
 }
 
-TcpRelay::~TcpRelay() { Shut(); }
+PortRelay::~PortRelay() { Shut(); }
 
-void TcpRelay::Shut() {
+void PortRelay::Shut() {
   if (!listener_) return;
   Engine::Get().Remove(listener_);  // the relay thread frees it
   listener_ = nullptr;
 }
 
-Napi::Value TcpRelay::Close(const Napi::CallbackInfo& info) {
+Napi::Value PortRelay::Close(const Napi::CallbackInfo& info) {
   Shut();
   return info.Env().Undefined();
 }
 
-Napi::Value TcpRelay::Stats(const Napi::CallbackInfo& info) {
+Napi::Value PortRelay::Stats(const Napi::CallbackInfo& info) {
   Napi::Object o = Napi::Object::New(info.Env());
   o.Set("active", static_cast<double>(listener_ ? listener_->active.load() : 0));
   o.Set("accepted", static_cast<double>(listener_ ? listener_->accepted.load() : 0));
