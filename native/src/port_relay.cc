@@ -209,7 +209,7 @@ class Engine {
     epoll_event events[128];
     for (;;) {
       // With UDP flows about, wake now and then to end the idle ones.
-      int n = epoll_wait(epfd_, events, 128, flows_.empty() ? -1 : 5000);
+      int n = epoll_wait(epfd_, events, 128, !paused_.empty() ? 200 : flows_.empty() ? -1 : 5000);
       if (n < 0) {
         if (errno == EINTR) continue;
         return;
@@ -236,6 +236,7 @@ class Engine {
         }
       }
       if (!flows_.empty()) ExpireFlows();
+      if (!paused_.empty()) Resume();
       for (Conn* c : deadConns_) delete c;
       deadConns_.clear();
       for (Flow* f : deadFlows_) delete f;
@@ -262,6 +263,7 @@ class Engine {
       std::vector<Flow*> flows;
       for (auto& kv : l->flows) flows.push_back(kv.second);
       for (Flow* f : flows) EndFlow(f);
+      for (auto it = paused_.begin(); it != paused_.end();) it = it->listener == l ? paused_.erase(it) : it + 1;
       deadListeners_.push_back(l);
       r.done->set_value();
     }
@@ -272,7 +274,8 @@ class Engine {
       int client = accept4(l->fd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
       if (client < 0) {
         if (errno == EINTR || errno == ECONNABORTED) continue;
-        return;  // EAGAIN, or out of fds: the backlog keeps the rest for the next round
+        if (errno != EAGAIN) Pause(l);  // out of fds or memory: the listener would wake us at once, forever
+        return;  // the backlog keeps the rest for the next round
       }
       l->accepted++;
       auto* c = new Conn();
@@ -324,6 +327,30 @@ class Engine {
       return;
     }
     if (c->up.done() && c->down.done()) Destroy(c);
+  }
+
+  // Stops waking for a listener for a second (accept keeps failing for want of fds or memory).
+  void Pause(RelayListener* l) {
+    epoll_event ev{};
+    ev.events = 0;
+    ev.data.ptr = &l->watch;
+    if (epoll_ctl(epfd_, EPOLL_CTL_MOD, l->fd, &ev) == 0) paused_.push_back({l, std::chrono::steady_clock::now() + std::chrono::seconds(1)});
+  }
+
+  void Resume() {
+    auto now = std::chrono::steady_clock::now();
+    std::vector<Paused> still;
+    for (auto& p : paused_) {
+      if (p.until > now) {
+        still.push_back(p);
+        continue;
+      }
+      epoll_event ev{};
+      ev.events = EPOLLIN;
+      ev.data.ptr = &p.listener->watch;
+      epoll_ctl(epfd_, EPOLL_CTL_MOD, p.listener->fd, &ev);
+    }
+    paused_.swap(still);
   }
 
   // Datagrams from clients: each to the container through the client's own flow.
@@ -385,12 +412,15 @@ class Engine {
   // Datagrams from the container: back to the flow's client, from the listening socket.
   void FromContainer(Flow* f) {
     uint8_t buf[65536];
-    for (;;) {
+    for (int errors = 0;;) {
       ssize_t n = recv(f->upstream, buf, sizeof(buf), 0);
       if (n < 0) {
         if (errno == EINTR) continue;
         if (errno == EAGAIN) return;
-        continue;  // ECONNREFUSED from an ICMP error: nothing listens yet; keep the flow
+        // ECONNREFUSED from an ICMP error (nothing listens yet) is reported once: keep the flow.
+        // Anything that keeps failing ends the round rather than spinning.
+        if (++errors > 8) return;
+        continue;
       }
       f->lastSeen = std::chrono::steady_clock::now();
       ssize_t w = sendto(f->listener->fd, buf, static_cast<size_t>(n), 0, reinterpret_cast<sockaddr*>(&f->client), f->clientLen);
@@ -440,6 +470,11 @@ class Engine {
   std::vector<Flow*> deadFlows_;
   std::vector<RelayListener*> deadListeners_;
   std::unordered_set<Flow*> flows_;  // every live UDP flow, for the idle sweep
+  struct Paused {
+    RelayListener* listener;
+    std::chrono::steady_clock::time_point until;
+  };
+  std::vector<Paused> paused_;
   std::chrono::steady_clock::time_point lastExpiry_{};
 };
 
