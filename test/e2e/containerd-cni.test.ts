@@ -2,7 +2,7 @@
 // plugins in /opt/cni/bin (where ctr looks). Uses the containerd that dockerd runs.
 
 import { spawn } from 'node:child_process';
-import { existsSync, mkdirSync, rmSync, writeFileSync, readdirSync } from 'node:fs';
+import { mkdirSync, rmSync, writeFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ensureDocker, IMAGE, makeOutsideHost, ROOT } from '../../bench/lab.js';
@@ -26,8 +26,10 @@ describe.skipIf(!hasCtr)('containerd ctr run --cni with tsbridge', () => {
     await ensureDocker();
     mkdirSync(confDir, { recursive: true });
     mkdirSync(binDir, { recursive: true });
-    for (const t of ['tsbridge', 'tsipam', 'tsnet-cni.conf']) if (!existsSync(join(binDir, t))) installed.push(join(binDir, t));
+    // Whatever `cni install` adds (every plugin and its conf) goes again afterwards; what was there stays.
+    const before = new Set(readdirSync(binDir));
     run(process.execPath, [join(ROOT, 'dist/bin/tsnet.js'), 'cni', 'install', '--bin-dir', binDir]);
+    for (const f of readdirSync(binDir)) if (!before.has(f)) installed.push(join(binDir, f));
     const others = readdirSync(confDir).filter((f) => f < `00-${name}.conflist`);
     if (others.length) throw new Error(`${confDir} has configs that sort before ours (${others.join(', ')}); ctr would use those`);
     writeFileSync(confFile, JSON.stringify({
