@@ -4,14 +4,15 @@
 
 import { closeSync, openSync } from 'node:fs';
 import { InvalidArgumentError, KernelError, isNotFound } from './errors.js';
-import { native, isNativeError, type NativeNetlinkLane } from './native.js';
+import { isNativeError, type NativeNetlinkLane } from './native.js';
+import { NetlinkSocket } from './netlink-socket.js';
 import { validateIfName } from './names.js';
 import { procPath, type SysctlKey } from './sysctl.js';
 import { attr, type Attr } from './nl/attr.js';
-import { AF, IFF, IFLA, NLM_F, RTM, RTM_NAMES } from './nl/constants.js';
+import { AF, IFF, IFLA, NETLINK, NLM_F, RTM, RTM_NAMES } from './nl/constants.js';
 import { addrMessage, ifaddrmsg, parseAddr } from './nl/addr.js';
 import { bridgePortAttrs, ifinfomsg, linkChangeAttrs, linkCreateAttrs, parseLink } from './nl/link.js';
-import { encodeRequest, parseReply, type ReplyMessage } from './nl/message.js';
+import type { ReplyMessage } from './nl/message.js';
 import { ndmsg, neighFamily, neighMessage, parseNeigh } from './nl/neigh.js';
 import { parseCidr } from './nl/ip.js';
 import { parseRoute, routeMessage, rtmsg } from './nl/route.js';
@@ -19,8 +20,6 @@ import type {
   Address, AddressFamily, AddressOptions, BridgePortFlags, Link, LinkChange, LinkId, LinkSpec, Neigh, NeighInfo,
   NetnsRef, Route, RouteInfo,
 } from './types.js';
-
-const DUMP_RETRIES = 10;
 
 function describe(id: LinkId): string {
   return 'index' in id ? `link #${id.index}` : `link ${JSON.stringify(id.name)}`;
@@ -61,94 +60,15 @@ class NsFds {
   }
 }
 
-export class NetlinkHandle implements AsyncDisposable {
-  private seq = Math.floor(Math.random() * 0x7fffffff);
-  /** Exchanges handed out and not yet settled, and who waits for them all (close). */
-  private outstanding = 0;
-  private drained: (() => void) | undefined;
-  private closed = false;
-
-  private constructor(
-    readonly netns: NetnsRef | undefined,
-    private readonly lane: NativeNetlinkLane,
-    private readonly portId: number,
-  ) {}
+export class NetlinkHandle extends NetlinkSocket {
+  private constructor(netns: NetnsRef | undefined, lane: NativeNetlinkLane, portId: number) {
+    super(netns, lane, portId, (type) => RTM_NAMES[type] ?? `type ${type}`);
+  }
 
   /** Opens a handle in `ns`, or in the calling process's own namespace when omitted. */
   static async open(ns?: NetnsRef): Promise<NetlinkHandle> {
-    let opened: { fd: number; portId: number };
-    try {
-      opened = await native().openNetlink(ns?.path ?? null);
-    } catch (e) {
-      throw isNativeError(e) ? new KernelError(e.errno, e.syscall, ns?.path ?? 'host netns') : e;
-    }
-    try {
-      // The socket's own thread; from here on the lane owns (and closes) the socket.
-      return new NetlinkHandle(ns, new (native().NetlinkLane)(opened.fd, opened.portId, ns?.path ?? null), opened.portId);
-    } catch (e) {
-      native().closeFd(opened.fd);
-      throw e;
-    }
-  }
-
-  get namespaceLabel(): string {
-    return this.netns?.path ?? 'host';
-  }
-
-  async close(): Promise<void> {
-    if (this.closed) return;
-    this.closed = true;
-    if (this.outstanding > 0) await new Promise<void>((resolve) => (this.drained = resolve));
-    this.lane.close();
-  }
-
-  async [Symbol.asyncDispose](): Promise<void> {
-    await this.close();
-  }
-
-  /**
-   * One exchange: send, collect replies, raise the kernel's error.
-   *
-   * Exchanges are handed to the lane as they are asked for, not after the previous one settled:
-   * the lane runs them one at a time in that order, back to back, so requests a caller issues
-   * together (or that concurrent operations issue on a shared handle) cost one hand-off between
-   * threads, not one each. Order and outcome are as if each waited for the one before: every
-   * request runs whether or not an earlier one failed, as before.
-   */
-  private exchange(type: number, flags: number, header: Buffer, attrs: readonly Attr[], target: string): Promise<ReplyMessage[]> {
-    const op = RTM_NAMES[type] ?? `type ${type}`;
-    const isDump = (flags & NLM_F.DUMP) === NLM_F.DUMP;
-    // Every non-dump request asks for an ack, so the native side always sees a terminator (a
-    // plain GET is otherwise answered by one message with nothing after it).
-    const wireFlags = isDump ? flags : flags | NLM_F.ACK;
-    const send = async (attempt: number): Promise<ReplyMessage[]> => {
-      this.seq = (this.seq + 1) >>> 0;
-      const seq = this.seq;
-      let raw: Buffer;
-      try {
-        raw = await this.lane.transact(seq, encodeRequest({ type, flags: wireFlags, header, attrs }, seq, this.portId));
-      } catch (e) {
-        throw isNativeError(e) ? new KernelError(e.errno, op, target) : e;
-      }
-      const reply = parseReply(raw);
-      if (reply.status.errno !== 0) throw new KernelError(reply.status.errno, op, target, reply.status.extack);
-      // A dump that raced with a change is inconsistent; ask again (netlinksafe's lesson).
-      if (reply.interrupted && isDump && attempt < DUMP_RETRIES && !this.closed) return send(attempt + 1);
-      return reply.messages;
-    };
-    return this.submit(() => send(0));
-  }
-
-  /** Hands work to the lane unless the handle is closed; close() waits for it (retried dumps included). */
-  private submit<T>(start: () => Promise<T>): Promise<T> {
-    if (this.closed) return Promise.reject(new Error('netlink handle is closed'));
-    const p = start();
-    this.outstanding++;
-    const settled = (): void => {
-      if (--this.outstanding === 0) this.drained?.();
-    };
-    p.then(settled, settled);
-    return p;
+    const { lane, portId } = await NetlinkSocket.openLane(ns, NETLINK.ROUTE);
+    return new NetlinkHandle(ns, lane, portId);
   }
 
   /**

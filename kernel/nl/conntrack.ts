@@ -6,8 +6,6 @@ import { Attrs, attr, type Attr } from './attr.js';
 import { NLA_F_NESTED } from './constants.js';
 import type { ReplyMessage } from './message.js';
 
-export const NETLINK_NETFILTER = 12;
-
 const NFNL_SUBSYS_CTNETLINK = 1;
 export const IPCTNL_MSG = {
   GET: (NFNL_SUBSYS_CTNETLINK << 8) | 1,
@@ -61,5 +59,3 @@ export function deleteAttrs(e: ConntrackEntry): Attr[] {
   }
   return attrs;
 }
-
-export { CTA_TUPLE, CTA_PROTO };

@@ -1,6 +1,9 @@
 // Numeric constants from <linux/netlink.h>, <linux/rtnetlink.h>, <linux/if_link.h>,
 // <linux/neighbour.h> and <linux/if_addr.h>. Only what tsnet uses; names follow the kernel's.
 
+/** Netlink protocols (socket(AF_NETLINK, …, protocol)) tsnet speaks. */
+export const NETLINK = { ROUTE: 0, NETFILTER: 12 } as const;
+
 export const NLMSG = { NOOP: 1, ERROR: 2, DONE: 3, OVERRUN: 4 } as const;
 
 export const NLM_F = {
