@@ -4,8 +4,9 @@
 // veths, the rules, the host ports and the subnet, and the same network cannot be made again
 // ("subnet … is already used by tsnet network …"). A periodic sweep compares tsnet's Docker
 // networks with Docker's own lists and removes what Docker no longer has:
-//   - only networks Docker's list has held (networks made through the protocol by something else,
-//     tests and benchmarks among them, are not Docker's to forget), never CNI networks;
+//   - only networks known to be Docker's, from its list or its create event (networks made through
+//     the protocol by something else, tests and benchmarks among them, are not Docker's to forget),
+//     never CNI networks;
 //   - only what was missing in two sweeps in a row, so nothing being created (an endpoint between
 //     CreateEndpoint and Join, a network Docker has not listed yet) is taken for forgotten;
 //   - nothing at all while Docker does not answer.

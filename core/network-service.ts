@@ -4,7 +4,7 @@
 
 import type { Store } from '../store/store.js';
 import { NetError } from '../kernel/errors.js';
-import { ipToBig, overlaps, parseSubnet } from '../ipam/subnet.js';
+import { overlaps, parseSubnet } from '../ipam/subnet.js';
 import { Tx, KeyedMutex } from './tx.js';
 import { CoalescingRunner } from './coalescing-runner.js';
 import type { DriverContext, DriverName, EndpointSpec, JoinPlan, NetworkDriver, NetworkSpec } from '../drivers/driver.js';
@@ -13,7 +13,7 @@ import { plainDriver, type PlainEndpointState, type PlainNetworkState } from '..
 import { macvlanDriver, type MacvlanEndpointState, type MacvlanNetworkState } from '../drivers/macvlan/index.js';
 import { overlayHandle } from '../drivers/overlay/netns.js';
 import { overlayDriver, overlayFirewallView, VXLAN_PORT, type OverlayEndpointState, type OverlayNetworkState } from '../drivers/overlay/index.js';
-import { PortReserver, natForwarded, type PortBindingRequest, type PublishedPort } from '../drivers/shared/ports.js';
+import { PortReserver, isLoopback6, natForwarded, relayable, type PortBindingRequest, type PublishedPort } from '../drivers/shared/ports.js';
 import { flushConntrack } from '../kernel/firewall/conntrack.js';
 import type { FirewallExtras, FirewallNetwork } from '../kernel/firewall/iptables.js';
 
@@ -21,7 +21,7 @@ interface RecordBase {
   id: string;
   spec: NetworkSpec;
   createdAt: string;
-  /** Docker's network list has held this network (cnm/docker-sync.ts: only such are Docker's to forget). */
+  /** Docker has this network: its list held it, or its create event named it (cnm/docker-sync.ts: only such are Docker's to forget). */
   seenByDocker?: boolean;
 }
 
@@ -282,14 +282,14 @@ export class NetworkService {
         const published: PublishedPort[] = [];
         const c4 = ep.spec.address4?.split('/')[0];
         const c6 = ep.spec.address6?.split('/')[0];
-        const relay = this.reserver.relay;
         for (const r of requests) {
           const hostIps = r.hostIp ? [r.hostIp] : [bindIpv4 ?? '0.0.0.0', ...(bindIpv4 ? [] : ['::'])];
+          const relay = this.reserver.relay && relayable(r.proto);
           let chosen: number | undefined;
           for (const hostIp of hostIps) {
             const family = hostIp.includes(':') ? 6 : 4;
             // An IPv6 host side in front of an IPv4-only container: only the relay crosses families.
-            const crossFamily = family === 6 && !c6 && relay && r.proto !== 'sctp' && (r.hostIp !== undefined || opts.relayIpv6ToIpv4 === true);
+            const crossFamily = family === 6 && !c6 && relay && (r.hostIp !== undefined || opts.relayIpv6ToIpv4 === true);
             const containerIp = family === 4 ? c4 : (c6 ?? (crossFamily ? c4 : undefined));
             if (!containerIp) {
               if (r.hostIp) throw new NetError('INVALID_ARGUMENT', `cannot publish on ${hostIp}: the container has no IPv${family} address on this network`);
@@ -297,7 +297,7 @@ export class NetworkService {
             }
             // Without the relay nothing can reach a container through [::1] (the kernel does not
             // NAT IPv6 loopback off the host), so say so rather than map nothing.
-            if (family === 6 && ipToBig(hostIp).value === 1n && !(relay && r.proto !== 'sctp')) {
+            if (isLoopback6(hostIp) && !relay) {
               throw new NetError('INVALID_ARGUMENT', `cannot publish on ${hostIp}: IPv6 loopback cannot be forwarded to a container without the userland proxy (TCP and UDP only); publish on 127.0.0.1 (or on :: for every IPv6 address)`);
             }
             const target = { proto: r.proto, family, hostIp, containerIp, containerPort: r.containerPort } as const;

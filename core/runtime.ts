@@ -46,7 +46,7 @@ export interface DaemonOptions {
   logLevel: string;
   /** Port of the per-network resolvers (53 unless testing). */
   dnsPort?: number;
-  /** Relay published TCP ports NAT cannot serve (IPv6 loopback, IPv6 to IPv4-only containers); default on, as dockerd's. */
+  /** Relay published TCP and UDP ports NAT cannot serve (IPv6 loopback, IPv6 to IPv4-only containers); default on, as dockerd's. */
   userlandProxy?: boolean;
   /** Upstream resolvers; the host's resolv.conf when empty. */
   dnsUpstreams?: string[];

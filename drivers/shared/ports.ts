@@ -1,7 +1,7 @@
 // Published ports: what Docker asks for (a port binding), what we program (a published port),
 // and the host-side reservation that makes a taken port an error instead of a silent shadowing.
 
-import { isIP } from 'node:net';
+import { BlockList, isIP, isIPv6 } from 'node:net';
 import { createSocket, type Socket } from 'node:dgram';
 import { readFile } from 'node:fs/promises';
 import { KernelError, NetError } from '../../kernel/errors.js';
@@ -35,7 +35,14 @@ export const PROTO_BY_NUMBER: Record<number, PortProto> = { 6: 'tcp', 17: 'udp',
 
 export const isAnyAddress = (ip: string): boolean => ip === '0.0.0.0' || ip === '::';
 
-const isLoopback6 = (ip: string): boolean => ip === '::1' || /^(0{1,4}:){7}0{0,3}1$/.test(ip);
+const loopback6 = new BlockList();
+loopback6.addAddress('::1', 'ipv6');
+
+/** ::1 however it is written (0::1, 0:0:0:0:0:0:0:1, …). */
+export const isLoopback6 = (ip: string): boolean => isIPv6(ip) && loopback6.check(ip, 'ipv6');
+
+/** Whether the relay can carry a protocol at all (Node and the relay have no SCTP). */
+export const relayable = (proto: PortProto): boolean => proto !== 'sctp';
 
 /**
  * Whether the kernel's DNAT rules carry this mapping: not on IPv6 loopback (the kernel will not
@@ -50,7 +57,7 @@ export const natForwarded = (p: Pick<PublishedPort, 'family' | 'hostIp' | 'conta
  * forward (on "::" too, which takes ::1), and a family the rules cannot cross. Not SCTP.
  */
 export const needsRelay = (p: Pick<PublishedPort, 'proto' | 'family' | 'hostIp' | 'containerIp'>): boolean =>
-  p.proto !== 'sctp' && p.family === 6 && (p.hostIp === '::' || isLoopback6(p.hostIp) || !natForwarded(p));
+  relayable(p.proto) && p.family === 6 && (p.hostIp === '::' || isLoopback6(p.hostIp) || !natForwarded(p));
 
 const validPort = (p: unknown): p is number => Number.isInteger(p) && (p as number) >= 0 && (p as number) <= 65535;
 

@@ -5,6 +5,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { createSocket, type Socket } from 'node:dgram';
 import { connect, createServer, type AddressInfo, type Server } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
+import { isLoopback6, natForwarded, needsRelay } from '../../drivers/shared/ports.js';
 import { openPortRelay, type PortRelay } from '../../kernel/port-relay.js';
 
 const servers: Server[] = [];
@@ -167,5 +168,29 @@ describe('native port relay: UDP', () => {
       target.close();
       relay.close();
     }
+  });
+});
+
+describe('which mappings the relay serves', () => {
+  const p6 = (hostIp: string, containerIp: string, proto: 'tcp' | 'udp' | 'sctp' = 'tcp') => ({ proto, family: 6 as const, hostIp, containerIp });
+
+  it('every spelling of ::1 is loopback: relayed, never a NAT rule', () => {
+    for (const lo of ['::1', '0::1', '0:0:0:0:0:0:0:1', '::0:1']) {
+      expect(isLoopback6(lo)).toBe(true);
+      expect(natForwarded(p6(lo, 'fd00::5'))).toBe(false);
+      expect(needsRelay(p6(lo, 'fd00::5'))).toBe(true);
+    }
+    for (const other of ['::', '::2', 'fd00::1', '127.0.0.1', '0.0.0.1']) expect(isLoopback6(other)).toBe(false);
+  });
+
+  it('NAT carries same-family mappings; the relay [::] (for ::1) and IPv6 to IPv4; SCTP never relayed', () => {
+    expect(natForwarded(p6('fd00::1', 'fd00::5'))).toBe(true);
+    expect(needsRelay(p6('fd00::1', 'fd00::5'))).toBe(false);
+    expect(natForwarded(p6('::', 'fd00::5'))).toBe(true);
+    expect(needsRelay(p6('::', 'fd00::5'))).toBe(true);
+    expect(natForwarded(p6('::', '10.0.0.5'))).toBe(false);
+    expect(needsRelay(p6('::', '10.0.0.5', 'udp'))).toBe(true);
+    expect(needsRelay(p6('::1', 'fd00::5', 'sctp'))).toBe(false);
+    expect(needsRelay({ proto: 'tcp', family: 4, hostIp: '0.0.0.0', containerIp: '10.0.0.5' })).toBe(false);
   });
 });
