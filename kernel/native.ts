@@ -28,6 +28,7 @@ export interface NativeUdpResponder {
 /** The thread that carries one netlink socket's exchanges (native/src/netlink_lane.h); owns the socket. */
 export interface NativeNetlinkLane {
   transact(seq: number, request: Buffer): Promise<Buffer>;
+  transactNow(seq: number, request: Buffer): Buffer | undefined;
   /** A /proc/sys write in the lane's namespace, run in order with its exchanges. */
   sysctl(procPath: string, value: string): Promise<Buffer>;
   close(): void;

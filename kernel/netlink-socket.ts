@@ -67,8 +67,13 @@ export class NetlinkSocket implements AsyncDisposable {
    * together (or that concurrent operations issue on a shared handle) cost one hand-off between
    * threads, not one each. Order and outcome are as if each waited for the one before: every
    * request runs whether or not an earlier one failed, as before.
+   *
+   * `brief`: the kernel answers this request at once, without waiting for an RCU grace period
+   * (creating a link, an address, a route, a link going up; not a deletion, a move to another
+   * namespace, a link going down or leaving a bridge). Such a request runs on this thread, with no
+   * hand-off, when no lane in the process is at work (native/src/netlink_lane.h says why).
    */
-  protected exchange(type: number, flags: number, header: Buffer, attrs: readonly Attr[], target: string): Promise<ReplyMessage[]> {
+  protected exchange(type: number, flags: number, header: Buffer, attrs: readonly Attr[], target: string, brief = false): Promise<ReplyMessage[]> {
     const op = this.opName(type);
     const isDump = (flags & NLM_F.DUMP) === NLM_F.DUMP;
     // Every non-dump request asks for an ack, so the native side always sees a terminator (a
@@ -79,7 +84,8 @@ export class NetlinkSocket implements AsyncDisposable {
       const seq = this.seq;
       let raw: Buffer;
       try {
-        raw = await this.lane.transact(seq, encodeRequest({ type, flags: wireFlags, header, attrs }, seq, this.portId));
+        const request = encodeRequest({ type, flags: wireFlags, header, attrs }, seq, this.portId);
+        raw = (brief && !isDump ? this.lane.transactNow(seq, request) : undefined) ?? await this.lane.transact(seq, request);
       } catch (e) {
         throw isNativeError(e) ? new KernelError(e.errno, op, target) : e;
       }

@@ -87,8 +87,8 @@ export class NetlinkHandle extends NetlinkSocket {
     ));
   }
 
-  private ack(type: number, flags: number, header: Buffer, attrs: readonly Attr[], target: string): Promise<void> {
-    return this.exchange(type, flags, header, attrs, target).then(() => undefined);
+  private ack(type: number, flags: number, header: Buffer, attrs: readonly Attr[], target: string, brief = false): Promise<void> {
+    return this.exchange(type, flags, header, attrs, target, brief).then(() => undefined);
   }
 
   private dump(type: number, header: Buffer, target: string): Promise<ReplyMessage[]> {
@@ -111,7 +111,7 @@ export class NetlinkHandle extends NetlinkSocket {
       header = ifinfomsg();
       attrs.push({ type: 3 /* IFLA_IFNAME */, value: Buffer.from(`${id.name}\0`) });
     }
-    const msgs = await this.exchange(RTM.GETLINK, 0, header, attrs, describe(id));
+    const msgs = await this.exchange(RTM.GETLINK, 0, header, attrs, describe(id), true);
     const m = msgs.find((x) => x.type === RTM.NEWLINK);
     if (!m) throw new KernelError(19 /* ENODEV */, 'RTM_GETLINK', describe(id));
     return parseLink(m.payload);
@@ -156,7 +156,7 @@ export class NetlinkHandle extends NetlinkSocket {
       fds.prepare([spec.netns?.path, spec.kind === 'veth' ? spec.peer.netns?.path : undefined]);
       const attrs = linkCreateAttrs(spec, fds.fd, parentIndex);
       const header = spec.up ? ifinfomsg({ flags: IFF.UP, change: IFF.UP }) : ifinfomsg();
-      const msgs = await this.exchange(RTM.NEWLINK, NLM_F.CREATE | NLM_F.EXCL | NLM_F.ECHO, header, attrs, `link ${JSON.stringify(spec.name)}`);
+      const msgs = await this.exchange(RTM.NEWLINK, NLM_F.CREATE | NLM_F.EXCL | NLM_F.ECHO, header, attrs, `link ${JSON.stringify(spec.name)}`, true);
       const echoed = msgs.find((m) => m.type === RTM.NEWLINK);
       return echoed ? parseLink(echoed.payload) : undefined;
     } finally {
@@ -218,7 +218,9 @@ export class NetlinkHandle extends NetlinkSocket {
       if (byName) attrs.unshift({ type: 3 /* IFLA_IFNAME */, value: Buffer.from(`${id.name}\0`) });
       const flags = change.up === undefined ? 0 : change.up ? IFF.UP : 0;
       const changeMask = change.up === undefined ? 0 : IFF.UP;
-      await this.ack(RTM.NEWLINK, 0, ifinfomsg({ index, flags, change: changeMask }), attrs, describe(id));
+      // Going down, leaving a bridge and moving to another namespace each wait for grace periods.
+      const brief = change.up !== false && change.master !== null && change.netns === undefined;
+      await this.ack(RTM.NEWLINK, 0, ifinfomsg({ index, flags, change: changeMask }), attrs, describe(id), brief);
     } finally {
       fds.close();
     }
@@ -231,7 +233,7 @@ export class NetlinkHandle extends NetlinkSocket {
   /** Bridge-port flags (hairpin, isolated, learning) on a link enslaved to a bridge. */
   async bridgePortSet(id: LinkId, flags: BridgePortFlags): Promise<void> {
     const index = await this.resolveIndex(id);
-    await this.ack(RTM.SETLINK, 0, ifinfomsg({ family: AF.BRIDGE, index }), bridgePortAttrs(flags), describe(id));
+    await this.ack(RTM.SETLINK, 0, ifinfomsg({ family: AF.BRIDGE, index }), bridgePortAttrs(flags), describe(id), true);
   }
 
   // ---- addresses ---------------------------------------------------------------------------
@@ -239,19 +241,19 @@ export class NetlinkHandle extends NetlinkSocket {
   async addrAdd(id: LinkId, cidr: string, opts: AddressOptions = {}): Promise<void> {
     const index = await this.resolveIndex(id);
     const { header, attrs } = this.addrMsg(index, cidr, opts);
-    await this.ack(RTM.NEWADDR, NLM_F.CREATE | NLM_F.EXCL, header, attrs, `address ${cidr} on ${describe(id)}`);
+    await this.ack(RTM.NEWADDR, NLM_F.CREATE | NLM_F.EXCL, header, attrs, `address ${cidr} on ${describe(id)}`, true);
   }
 
   async addrReplace(id: LinkId, cidr: string, opts: AddressOptions = {}): Promise<void> {
     const index = await this.resolveIndex(id);
     const { header, attrs } = this.addrMsg(index, cidr, opts);
-    await this.ack(RTM.NEWADDR, NLM_F.CREATE | NLM_F.REPLACE, header, attrs, `address ${cidr} on ${describe(id)}`);
+    await this.ack(RTM.NEWADDR, NLM_F.CREATE | NLM_F.REPLACE, header, attrs, `address ${cidr} on ${describe(id)}`, true);
   }
 
   async addrDel(id: LinkId, cidr: string): Promise<void> {
     const index = await this.resolveIndex(id);
     const { header, attrs } = this.addrMsg(index, cidr, {});
-    await this.ack(RTM.DELADDR, 0, header, attrs, `address ${cidr} on ${describe(id)}`);
+    await this.ack(RTM.DELADDR, 0, header, attrs, `address ${cidr} on ${describe(id)}`, true);
   }
 
   async addrList(filter: { link?: LinkId; family?: AddressFamily } = {}): Promise<Address[]> {
@@ -284,17 +286,17 @@ export class NetlinkHandle extends NetlinkSocket {
 
   async routeAdd(r: Route): Promise<void> {
     const { header, attrs } = await this.routeMsg(r, false);
-    await this.ack(RTM.NEWROUTE, NLM_F.CREATE | NLM_F.EXCL, header, attrs, `route ${r.dst}`);
+    await this.ack(RTM.NEWROUTE, NLM_F.CREATE | NLM_F.EXCL, header, attrs, `route ${r.dst}`, true);
   }
 
   async routeReplace(r: Route): Promise<void> {
     const { header, attrs } = await this.routeMsg(r, false);
-    await this.ack(RTM.NEWROUTE, NLM_F.CREATE | NLM_F.REPLACE, header, attrs, `route ${r.dst}`);
+    await this.ack(RTM.NEWROUTE, NLM_F.CREATE | NLM_F.REPLACE, header, attrs, `route ${r.dst}`, true);
   }
 
   async routeDel(r: Route): Promise<void> {
     const { header, attrs } = await this.routeMsg(r, true);
-    await this.ack(RTM.DELROUTE, 0, header, attrs, `route ${r.dst}`);
+    await this.ack(RTM.DELROUTE, 0, header, attrs, `route ${r.dst}`, true);
   }
 
   /** Routes of the main table (or `table`), optionally of one family or output link. */
@@ -323,24 +325,24 @@ export class NetlinkHandle extends NetlinkSocket {
   /** Adds an entry; EEXIST if one exists (`ip neigh add`). */
   async neighAdd(n: Neigh): Promise<void> {
     const { header, attrs, target } = await this.neighMsg(n);
-    await this.ack(RTM.NEWNEIGH, NLM_F.CREATE | NLM_F.EXCL, header, attrs, target);
+    await this.ack(RTM.NEWNEIGH, NLM_F.CREATE | NLM_F.EXCL, header, attrs, target, true);
   }
 
   /** Adds or replaces (`ip neigh replace`, `bridge fdb replace`). */
   async neighSet(n: Neigh): Promise<void> {
     const { header, attrs, target } = await this.neighMsg(n);
-    await this.ack(RTM.NEWNEIGH, NLM_F.CREATE | NLM_F.REPLACE, header, attrs, target);
+    await this.ack(RTM.NEWNEIGH, NLM_F.CREATE | NLM_F.REPLACE, header, attrs, target, true);
   }
 
   /** Appends (`bridge fdb append`): several remote VTEPs for the same MAC, e.g. the 00:00:… flood entry. */
   async neighAppend(n: Neigh): Promise<void> {
     const { header, attrs, target } = await this.neighMsg(n);
-    await this.ack(RTM.NEWNEIGH, NLM_F.CREATE | NLM_F.APPEND, header, attrs, target);
+    await this.ack(RTM.NEWNEIGH, NLM_F.CREATE | NLM_F.APPEND, header, attrs, target, true);
   }
 
   async neighDel(n: Neigh): Promise<void> {
     const { header, attrs, target } = await this.neighMsg(n);
-    await this.ack(RTM.DELNEIGH, 0, header, attrs, target);
+    await this.ack(RTM.DELNEIGH, 0, header, attrs, target, true);
   }
 
   async neighList(filter: { family: Neigh['family']; link?: LinkId }): Promise<NeighInfo[]> {

@@ -3,19 +3,25 @@
 #include <pthread.h>
 #include <unistd.h>
 
+#include <atomic>
+
 #include "js_error.h"
 #include "netlink_socket.h"
 
 namespace tsnet {
 
 namespace {
-// Lanes with an exchange handed out, across the process (JS thread only).
-int busyLanes = 0;
+// Lanes with an exchange handed out, across the process. Changed and read on JS threads only;
+// atomic because worker threads would each have one.
+std::atomic<int> busyLanes{0};
+// TransactNow's receive buffer: one per JS thread, used one exchange at a time.
+thread_local std::vector<uint8_t> inlineScratch;
 }  // namespace
 
 Napi::Function NetlinkLane::Define(Napi::Env env) {
   return DefineClass(env, "NetlinkLane",
-                     {InstanceMethod<&NetlinkLane::Transact>("transact"), InstanceMethod<&NetlinkLane::Sysctl>("sysctl"),
+                     {InstanceMethod<&NetlinkLane::Transact>("transact"), InstanceMethod<&NetlinkLane::TransactNow>("transactNow"),
+                      InstanceMethod<&NetlinkLane::Sysctl>("sysctl"),
                       InstanceMethod<&NetlinkLane::Close>("close")});
 }
 
@@ -66,6 +72,23 @@ Napi::Value NetlinkLane::Transact(const Napi::CallbackInfo& info) {
                               {}, {}, {}, {},
                               Napi::Promise::Deferred::New(env),
                               this});
+}
+
+Napi::Value NetlinkLane::TransactNow(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!info[0].IsNumber()) throw Napi::TypeError::New(env, "seq must be a number");
+  if (!info[1].IsBuffer()) throw Napi::TypeError::New(env, "request must be a Buffer");
+  if (stopped_) throw Napi::Error::New(env, "netlink lane is closed");
+  // Any lane at work may hold the RTNL lock for a long while (a group delete waits for grace
+  // periods under it), and this lane's queue must keep its order: then the caller queues instead.
+  if (busyLanes != 0) return env.Undefined();
+  auto req = info[1].As<Napi::Buffer<uint8_t>>();
+  if (req.Length() == 0) throw Napi::TypeError::New(env, "request must not be empty");
+  std::vector<uint8_t> replies;
+  SysError err = tsnet::Transact(fd_, portId_, info[0].As<Napi::Number>().Uint32Value(), req.Data(), req.Length(),
+                                 &replies, &inlineScratch);
+  if (err.err != 0) throw ToJsError(env, err);
+  return Napi::Buffer<uint8_t>::Copy(env, replies.data(), replies.size());
 }
 
 Napi::Value NetlinkLane::Sysctl(const Napi::CallbackInfo& info) {
@@ -123,7 +146,8 @@ void NetlinkLane::Loop() {
       job = queue_.front();
       queue_.pop_front();
     }
-    if (!job->request.empty()) job->error = tsnet::Transact(fd_, portId_, job->seq, job->request, &job->replies, &scratch_);
+    if (!job->request.empty()) job->error = tsnet::Transact(fd_, portId_, job->seq, job->request.data(), job->request.size(),
+                                                                     &job->replies, &scratch_);
     else job->error = nsError_.err != 0 ? nsError_ : ProcSysWrite(job->sysctlPath, job->sysctlValue);
     if (done_.BlockingCall(job, deliver) != napi_ok) delete job;
   }

@@ -15,6 +15,13 @@
 //   neither hand-off has to wake a halted one. When lanes overlap (parallel CNI ADDs) the lane is
 //   let loose on every CPU again, so parallel kernel work still spreads.
 //
+// A request the kernel answers at once (no RCU grace period to wait for: a create, an address, a
+// route, a link going up) may skip the lane altogether: transactNow runs it on the JS thread, with
+// no hand-off at all, when no lane in the process is at work. The kernel does rtnetlink work inside
+// sendmsg, so the reply is there when sendto returns; whoever sends pays the kernel's time anyway,
+// and for such a request the two hand-offs cost more than that. With any lane busy (one of ours may
+// hold the RTNL lock through a group delete) the request queues, which also keeps each lane's order.
+//
 // The lane also writes sysctls of its socket's namespace (/proc/sys/net is per thread: the thread
 // enters that namespace when it starts, and does nothing else for its life). A sysctl queued
 // between two exchanges runs between them, so a caller can order "disable IPv6 on this link" before
@@ -58,6 +65,10 @@ class NetlinkLane : public Napi::ObjectWrap<NetlinkLane> {
 
   // transact(seq, request: Buffer): Promise<Buffer> — the reply messages with that seq.
   Napi::Value Transact(const Napi::CallbackInfo& info);
+  // transactNow(seq, request: Buffer): Buffer | undefined — the same exchange on the calling (JS)
+  // thread, taken only while no lane in the process has anything outstanding; undefined otherwise
+  // (then use transact). Throws the exchange's system error.
+  Napi::Value TransactNow(const Napi::CallbackInfo& info);
   // sysctl(procPath, value): Promise<Buffer> (empty) — a write in the lane's namespace, in queue order.
   Napi::Value Sysctl(const Napi::CallbackInfo& info);
   // close(): finishes queued exchanges, joins the thread, closes the socket. Idempotent.

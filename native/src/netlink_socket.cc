@@ -55,14 +55,14 @@ SysError OpenNetlinkSocket(const std::string& nsPath, int protocol, OpenedSocket
   });
 }
 
-SysError Transact(int fd, uint32_t portId, uint32_t seq, const std::vector<uint8_t>& request,
+SysError Transact(int fd, uint32_t portId, uint32_t seq, const uint8_t* request, size_t requestLen,
                   std::vector<uint8_t>* replies, std::vector<uint8_t>* scratch) {
   struct sockaddr_nl kernel;
   std::memset(&kernel, 0, sizeof(kernel));
   kernel.nl_family = AF_NETLINK;
   ssize_t sent;
   do {
-    sent = sendto(fd, request.data(), request.size(), 0, reinterpret_cast<sockaddr*>(&kernel), sizeof(kernel));
+    sent = sendto(fd, request, requestLen, 0, reinterpret_cast<sockaddr*>(&kernel), sizeof(kernel));
   } while (sent < 0 && errno == EINTR);
   if (sent < 0) return Fail("sendto");
 

@@ -23,7 +23,7 @@ SysError OpenNetlinkSocket(const std::string& nsPath, int protocol, OpenedSocket
 // sequence number until NLMSG_DONE or NLMSG_ERROR. Returns the raw reply messages concatenated.
 // `scratch` is the receive buffer, kept by the caller across calls; it is made 64 KiB on first
 // use, more than any netlink datagram, and a longer one is an EMSGSIZE error.
-SysError Transact(int fd, uint32_t portId, uint32_t seq, const std::vector<uint8_t>& request,
+SysError Transact(int fd, uint32_t portId, uint32_t seq, const uint8_t* request, size_t requestLen,
                   std::vector<uint8_t>* replies, std::vector<uint8_t>* scratch);
 
 // Creates a socket of the given family/type/protocol inside a namespace and returns its fd.

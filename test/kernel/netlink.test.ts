@@ -368,6 +368,36 @@ describe.skipIf(!isRoot)('netlink handle (root, throwaway namespaces)', () => {
     expect((await nl.linkGet({ name: 'o0' })).up).toBe(true);
   });
 
+  it('a brief request runs on the calling thread while no lane is at work, and queues while one is', async () => {
+    const lane = (nl as unknown as { lane: NativeNetlinkLane }).lane;
+    const queued = vi.spyOn(lane, 'transact');
+    await using other = await NetlinkHandle.open({ path: host.path });
+    try {
+      await nl.linkAdd({ kind: 'bridge', name: 'q0' });
+      await nl.addrAdd({ name: 'q0' }, '10.9.0.1/24');
+      await nl.linkSetUp({ name: 'q0' });
+      expect(queued).not.toHaveBeenCalled();
+      // A sysctl on the lane makes it busy: the request after it takes its turn there.
+      await Promise.all([nl.sysctlSet(['net', 'ipv4', 'conf', 'q0', 'forwarding'], '1'), nl.linkSet({ name: 'q0' }, { mtu: 1400 })]);
+      expect(queued).toHaveBeenCalledTimes(1);
+      // So does any other lane at work: it may hold the RTNL lock for long.
+      await Promise.all([other.sysctlSet(['net', 'ipv4', 'conf', 'q0', 'forwarding'], '0'), nl.linkSet({ name: 'q0' }, { mtu: 1450 })]);
+      expect(queued).toHaveBeenCalledTimes(2);
+      // Waiting for grace periods is never done on the calling thread: going down, deleting.
+      await nl.linkSet({ name: 'q0' }, { up: false });
+      await nl.linkDel({ name: 'q0' });
+      expect(queued).toHaveBeenCalledTimes(4);
+      // Errors from either path are the same KernelError.
+      const err = await nl.linkGet({ name: 'q0' }).catch((e) => e);
+      expect(err).toBeInstanceOf(KernelError);
+      expect(err.code).toBe('ENODEV');
+      expect(queued).toHaveBeenCalledTimes(4);
+    } finally {
+      queued.mockRestore();
+    }
+    expect(ipJson(host.name, 'link', 'show').map((l: { ifname: string }) => l.ifname)).not.toContain('q0');
+  });
+
   it('requests issued together run in order; one that fails leaves the others to run', async () => {
     const names = Array.from({ length: 40 }, (_, i) => `p${i}`);
     const results = await Promise.allSettled(
