@@ -5,6 +5,7 @@ import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { NetlinkHandle } from '../kernel/netlink.js';
 import { createNetns, deleteNetns } from '../kernel/netns.js';
+import { sysctlSet } from '../kernel/sysctl.js';
 import type { NetnsRef } from '../kernel/types.js';
 import type { BenchResult, BenchOptions } from './types.js';
 
@@ -54,6 +55,14 @@ export async function benchNetlink(opts: BenchOptions): Promise<BenchResult[]> {
   const host = await createNetns(`${tag}h`);
   const cont = await createNetns(`${tag}c`);
   try {
+    // IPv6 off in both namespaces, for both sides: the links here carry IPv4 only, and tsnet leaves
+    // such links without IPv6 (bridge ends always, IPv4-only container ends too; see
+    // drivers/shared/veth.ts). Left on, the kernel's own IPv6 set-up of every link (link-local
+    // address, routes, and a walk of the IPv6 table per link at deletion) is what both sides wait
+    // for, and how much of it has run by deletion time depends on how fast the client was.
+    for (const ns of [host, cont]) {
+      for (const scope of ['all', 'default']) await sysctlSet(ns, ['net', 'ipv6', 'conf', scope, 'disable_ipv6'], '1');
+    }
     // Warm-up, untimed, for both sides: a daemon's binding code is compiled long before its
     // thousandth attach, and the first execs of ip pay for loading it into the page cache.
     const hn = `${tag}h`;
@@ -129,7 +138,7 @@ export async function benchNetlink(opts: BenchOptions): Promise<BenchResult[]> {
         anchor: (pairs * 4) / (anchorSetupMs / 1000),
         higherIsBetter: true,
         target: 20,
-        anchorCommand: 'ip -n H link add bvN numtxqueues 1 numrxqueues 1 type veth peer name bcN numtxqueues 1 numrxqueues 1 netns C; ip -n C addr add 10.x.y.z/32 dev bcN; ip -n C link set bcN up; ip -n H link set bvN up',
+        anchorCommand: 'in namespaces H and C with net.ipv6.conf.{all,default}.disable_ipv6=1 (both sides): ip -n H link add bvN numtxqueues 1 numrxqueues 1 type veth peer name bcN numtxqueues 1 numrxqueues 1 netns C; ip -n C addr add 10.x.y.z/32 dev bcN; ip -n C link set bcN up; ip -n H link set bvN up',
         note: ceiling(anchorSetupMs, floorMs, pairs * 4),
       },
       {
@@ -137,9 +146,11 @@ export async function benchNetlink(opts: BenchOptions): Promise<BenchResult[]> {
         ours: (pairs * 5) / (oursMs / 1000),
         anchor: (pairs * 5) / (anchorMs / 1000),
         higherIsBetter: true,
-        // Each delete waits for kernel RCU grace periods (~7 ms) whoever asks, which caps this ratio.
-        target: 20,
-        anchorCommand: 'the four commands above, then ip -n H link del bvN',
+        // Deleting one link per request waits for the kernel's RCU grace periods (~3-7 ms) whoever
+        // asks: no client gets near 20x here (the floor note says how near ip -batch gets). tsnet
+        // deletes in groups (drivers/shared/reaper.ts); the next row is that, and carries the target.
+        target: null,
+        anchorCommand: 'the four commands above, then ip -n H link del bvN (one link per request; reported, not a target: see the floor)',
         note: ceiling(anchorMs, floorMs + floorDeleteMs, pairs * 5),
       },
       {
