@@ -78,7 +78,10 @@ export const bridgeDriver = {
     const opts = parseBridgeOptions(spec.rawOptions);
     const bridge = opts.bridgeName ?? bridgeNameFor(spec.id);
     if (await ctx.host.linkFind({ name: bridge })) {
-      throw new NetError('ALREADY_EXISTS', `a network interface named ${bridge} already exists on the host; choose another com.docker.network.bridge.name`);
+      // Docker's bridge driver and the reference CNI plugin take such a bridge over. tsnet does
+      // not: it would set IPv6 off and route_localnet on an interface that may carry the host's
+      // own traffic (a br0 holding the LAN uplink), and the firewall renders on the strength of those.
+      throw new NetError('ALREADY_EXISTS', `a network interface named ${bridge} already exists on the host, and tsnet only uses bridges it creates; choose another bridge name (Docker: -o com.docker.network.bridge.name; CNI: "bridge")`);
     }
     await makeBridge(ctx, bridge, opts.mtu, spec.enableIPv6 && spec.ipv6.length > 0, tx);
     await enableForwarding(ctx, spec.enableIPv6);

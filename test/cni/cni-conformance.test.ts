@@ -119,6 +119,14 @@ describe.skipIf(!isRoot)('CNI conformance (tsbridge, tsipam)', () => {
     expectCode(cni('tsbridge', 'ADD', { ...conf, name: 'bad name' }, attach(ns, 'x')), 7, /name/);
     expectCode(cni('tsbridge', 'ADD', conf, { ...attach(ns, 'x'), CNI_ARGS: 'FOO=bar' }), 4, /unknown key/);
     expectCode(cni('tsbridge', 'CHECK', { ...conf, cniVersion: '0.3.1' }, attach(ns, 'x')), 1, /CHECK needs/);
+    // A bridge tsnet did not make is not taken over (nor touched): the error says which option to change.
+    run('ip', ['-n', host.name, 'link', 'add', conf.bridge, 'type', 'bridge']);
+    const taken = cni('tsbridge', 'ADD', conf, attach(ns, 'x'));
+    expect(taken.code).not.toBe(0);
+    expect(taken.out.msg).toMatch(/already exists on the host.*CNI: "bridge"/);
+    expect(ipJson(host.name, 'addr', 'show', 'dev', conf.bridge)[0].addr_info).toEqual([]);
+    expect(ipJson(host.name, 'link', 'show', 'dev', conf.bridge)[0].flags).not.toContain('UP');
+    run('ip', ['-n', host.name, 'link', 'del', conf.bridge]);
     expect(cni('tsbridge', 'STATUS', conf).code).toBe(0);
     const saved = stateDir;
     stateDir = '/dev/null/tsnet'; // not a directory: the store cannot open
