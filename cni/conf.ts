@@ -4,7 +4,7 @@
 import { createHash } from 'node:crypto';
 import { validateIfName } from '../kernel/names.js';
 import { parseSubnet } from '../ipam/subnet.js';
-import { PROTO_BY_NUMBER, type PortBindingRequest, type PortProto } from '../drivers/shared/ports.js';
+import { PROTO_BY_NUMBER, canonicalIp, isAnyAddress, type PortBindingRequest, type PortProto } from '../drivers/shared/ports.js';
 import { CNI_CODES, CniError, type CniResult } from './types.js';
 import { checkVersion } from './version.js';
 
@@ -70,9 +70,10 @@ function parsePortMappings(v: unknown): PortBindingRequest[] {
     if (!proto) throw bad(`unsupported port protocol ${JSON.stringify(protoRaw)}`);
     if (!Number.isInteger(containerPort) || containerPort < 1 || containerPort > 65535) throw bad(`bad containerPort ${JSON.stringify(ci(m, 'containerPort'))}`);
     if (!Number.isInteger(hostPort) || hostPort < 0 || hostPort > 65535) throw bad(`bad hostPort ${JSON.stringify(ci(m, 'hostPort'))}`);
-    const hostIp = ci(m, 'hostIP');
-    const wildcard = hostIp === undefined || hostIp === '' || hostIp === '0.0.0.0' || hostIp === '::';
-    return { proto, containerPort, hostPort, hostPortEnd: hostPort, ...(wildcard ? {} : { hostIp: String(hostIp) }) };
+    const given = ci(m, 'hostIP');
+    const hostIp = given === undefined || given === '' ? undefined : canonicalIp(String(given));
+    if (given !== undefined && given !== '' && !hostIp) throw bad(`bad hostIP ${JSON.stringify(String(given).slice(0, 80))}`);
+    return { proto, containerPort, hostPort, hostPortEnd: hostPort, ...(hostIp === undefined || isAnyAddress(hostIp) ? {} : { hostIp }) };
   });
 }
 

@@ -1,7 +1,7 @@
 // Published ports: what Docker asks for (a port binding), what we program (a published port),
 // and the host-side reservation that makes a taken port an error instead of a silent shadowing.
 
-import { BlockList, isIP, isIPv6 } from 'node:net';
+import { BlockList, SocketAddress, isIP, isIPv6 } from 'node:net';
 import { createSocket, type Socket } from 'node:dgram';
 import { readFile } from 'node:fs/promises';
 import { KernelError, NetError } from '../../kernel/errors.js';
@@ -33,6 +33,17 @@ export interface PublishedPort {
 
 export const PROTO_BY_NUMBER: Record<number, PortProto> = { 6: 'tcp', 17: 'udp', 132: 'sctp' };
 
+/**
+ * An address in its one spelling ("0:0::0" is "::", "2001:DB8:0::1" is "2001:db8::1"), or
+ * undefined when it is not an address. Host addresses are compared as strings from here on (the
+ * wildcard, holds, rules), so both front-ends store them this way.
+ */
+export function canonicalIp(ip: string): string | undefined {
+  const family = isIP(ip);
+  return family ? new SocketAddress({ address: ip, family: family === 4 ? 'ipv4' : 'ipv6' }).address : undefined;
+}
+
+/** Whether a canonical host address (canonicalIp) is a wildcard. */
 export const isAnyAddress = (ip: string): boolean => ip === '0.0.0.0' || ip === '::';
 
 const loopback6 = new BlockList();
@@ -75,10 +86,11 @@ export function parseDockerPortmap(raw: unknown): PortBindingRequest[] {
     if (!validPort(hostPort) || !validPort(hostPortEnd) || (hostPort !== 0 && hostPortEnd < hostPort)) {
       throw new NetError('INVALID_ARGUMENT', `bad host port range ${hostPort}-${hostPortEnd}`);
     }
-    const hostIp = typeof b.HostIP === 'string' && b.HostIP !== '' ? b.HostIP : undefined;
+    const given = typeof b.HostIP === 'string' && b.HostIP !== '' ? b.HostIP : undefined;
     // The address goes into iptables rules: it must be an address and nothing else.
     if (b.HostIP !== undefined && b.HostIP !== null && typeof b.HostIP !== 'string') throw new NetError('INVALID_ARGUMENT', 'HostIP must be a string');
-    if (hostIp && !isIP(hostIp)) throw new NetError('INVALID_ARGUMENT', `HostIP ${JSON.stringify(hostIp.slice(0, 80))} is not an IP address`);
+    const hostIp = given === undefined ? undefined : canonicalIp(given);
+    if (given !== undefined && !hostIp) throw new NetError('INVALID_ARGUMENT', `HostIP ${JSON.stringify(given.slice(0, 80))} is not an IP address`);
     return { proto, containerPort: b.Port as number, hostPort, hostPortEnd: hostPortEnd || hostPort, ...(hostIp ? { hostIp } : {}) };
   });
 }
