@@ -48,28 +48,42 @@ async function ensureNetwork(rt: CniRuntime, conf: BridgeConf): Promise<BridgeNe
     const subnets = conf.ipam?.type === 'tsipam' ? conf.ipam.subnets : [];
     const fam = (s: { subnet: string }): 4 | 6 => (s.subnet.includes(':') ? 6 : 4);
     const withGateways: Array<{ subnet: string; gateway?: string }> = [];
-    for (const s of subnets) {
-      const pool = await rt.ipam.ensurePool(s.subnet);
-      if (!conf.isGateway) {
-        withGateways.push({ subnet: pool.subnet });
-        continue;
+    // Pools made here go again if the network is not made (a refused subnet, a bridge name in
+    // use): with them the gateway addresses taken in them. A pool that was there already may be
+    // someone else's, and so may its gateway: left as found.
+    const madePools: string[] = [];
+    try {
+      for (const s of subnets) {
+        const existing = await rt.ipam.findPool(s.subnet);
+        const pool = existing ?? (await rt.ipam.ensurePool(s.subnet));
+        if (!existing) madePools.push(pool.id);
+        if (!conf.isGateway) {
+          withGateways.push({ subnet: pool.subnet });
+          continue;
+        }
+        const gw = await rt.ipam.requestAddress(pool.id, { owner: `gateway:${pool.id}`, kind: 'gateway', ...(s.gateway ? { address: s.gateway } : {}) });
+        withGateways.push({ subnet: pool.subnet, gateway: gw });
       }
-      const gw = await rt.ipam.requestAddress(pool.id, { owner: `gateway:${pool.id}`, kind: 'gateway', ...(s.gateway ? { address: s.gateway } : {}) });
-      withGateways.push({ subnet: pool.subnet, gateway: gw });
+      const raw: Record<string, string> = {
+        'com.docker.network.bridge.name': conf.bridge,
+        'com.docker.network.bridge.enable_ip_masquerade': String(conf.ipMasq),
+        ...(conf.mtu ? { 'com.docker.network.driver.mtu': String(conf.mtu) } : {}),
+      };
+      await rt.networks.createNetwork({
+        id: cniNetworkId(conf.name),
+        ipv4: withGateways.filter((s) => fam(s) === 4),
+        ipv6: withGateways.filter((s) => fam(s) === 6),
+        internal: false,
+        enableIPv6: withGateways.some((s) => fam(s) === 6),
+        rawOptions: raw,
+      });
+    } catch (e) {
+      for (const id of madePools.reverse()) {
+        await rt.ipam.releaseOwner(`gateway:${id}`).catch(() => undefined);
+        await rt.ipam.releasePool(id, { everyRef: true }).catch(() => undefined);
+      }
+      throw e;
     }
-    const raw: Record<string, string> = {
-      'com.docker.network.bridge.name': conf.bridge,
-      'com.docker.network.bridge.enable_ip_masquerade': String(conf.ipMasq),
-      ...(conf.mtu ? { 'com.docker.network.driver.mtu': String(conf.mtu) } : {}),
-    };
-    await rt.networks.createNetwork({
-      id: cniNetworkId(conf.name),
-      ipv4: withGateways.filter((s) => fam(s) === 4),
-      ipv6: withGateways.filter((s) => fam(s) === 6),
-      internal: false,
-      enableIPv6: withGateways.some((s) => fam(s) === 6),
-      rawOptions: raw,
-    });
     return (await findNetwork(rt, conf))!;
   }
 }

@@ -234,10 +234,15 @@ export class Ipam {
    */
   async ensurePool(subnet: string, addressSpace = LOCAL_SPACE): Promise<PoolRecord> {
     const s = parseSubnet(subnet, true);
-    const existing = await this.store.read((tx) =>
-      tx.list<PoolRecord>(K.pools).map(([, p]) => p).find((p) => p.subnet === s.cidr && !p.range && p.addressSpace === addressSpace),
+    return (await this.findPool(s.cidr, addressSpace)) ?? this.requestPool({ addressSpace, pool: s.cidr, v6: s.family === 6 });
+  }
+
+  /** The whole-subnet pool of `subnet` in the address space, if there is one. */
+  findPool(subnet: string, addressSpace = LOCAL_SPACE): Promise<PoolRecord | undefined> {
+    const cidr = parseSubnet(subnet, true).cidr;
+    return this.store.read((tx) =>
+      tx.list<PoolRecord>(K.pools).map(([, p]) => p).find((p) => p.subnet === cidr && !p.range && p.addressSpace === addressSpace),
     );
-    return existing ?? this.requestPool({ addressSpace, pool: s.cidr, v6: s.family === 6 });
   }
 
   /** Frees every address held by `owner` (a CNI attachment), in one transaction; idempotent. */

@@ -13,6 +13,7 @@ import type { DriverContext, EndpointSpec, JoinPlan, NetworkDriver, NetworkSpec 
 import { enableForwarding } from '../shared/forwarding.js';
 import { gatewayPlan } from '../shared/join.js';
 import { attachVeth, detachVeth, macFromIpv4, setAsideInSandbox, type VethEndpointState } from '../shared/veth.js';
+import { directRouteOverlap } from '../shared/host-routes.js';
 import { type BridgeOptions, parseBridgeOptions } from './options.js';
 
 export interface BridgeNetworkState {
@@ -77,6 +78,8 @@ export const bridgeDriver = {
   async createNetwork(ctx: DriverContext, spec: NetworkSpec, tx: Tx): Promise<BridgeNetworkState> {
     const opts = parseBridgeOptions(spec.rawOptions);
     const bridge = opts.bridgeName ?? bridgeNameFor(spec.id);
+    const clash = await directRouteOverlap(ctx, [...spec.ipv4, ...(spec.enableIPv6 ? spec.ipv6 : [])].map((x) => x.subnet));
+    if (clash) throw new NetError('POOL_OVERLAP', clash);
     if (await ctx.host.linkFind({ name: bridge })) {
       // Docker's bridge driver and the reference CNI plugin take such a bridge over. tsnet does
       // not: it would set IPv6 off and route_localnet on an interface that may carry the host's

@@ -17,6 +17,7 @@ import { coalesce, type PublishedPort } from '../shared/ports.js';
 import { attachVeth, detachVeth, setAsideInSandbox, upAsBridgePort, type VethEndpointState } from '../shared/veth.js';
 import type { ClusterState } from './cluster.js';
 import { parseOverlayOptions, type OverlayOptions } from './options.js';
+import { directRouteOverlap } from '../shared/host-routes.js';
 import { createOverlayNetns, overlayHandle, overlayNetnsName, removeOverlayNetns } from './netns.js';
 import { netnsByName } from '../../kernel/netns.js';
 
@@ -113,6 +114,8 @@ export const overlayDriver = {
     const s4 = spec.ipv4[0];
     const s6 = spec.enableIPv6 ? spec.ipv6[0] : undefined;
     if (!s4?.gateway) throw new NetError('INVALID_ARGUMENT', 'tsoverlay needs an IPv4 subnet with a gateway');
+    const clash = await directRouteOverlap(ctx, [s4.subnet, ...(s6 ? [s6.subnet] : [])]);
+    if (clash) throw new NetError('POOL_OVERLAP', clash);
     const dup = taken.find((t) => t.cluster === name);
     if (dup) throw new NetError('ALREADY_EXISTS', `this host already has a network for cluster network ${name} (bridge ${dup.bridge})`);
     const under = await underlay(ctx, cluster.vtep);

@@ -127,6 +127,22 @@ describe.skipIf(!isRoot)('CNI conformance (tsbridge, tsipam)', () => {
     expect(ipJson(host.name, 'addr', 'show', 'dev', conf.bridge)[0].addr_info).toEqual([]);
     expect(ipJson(host.name, 'link', 'show', 'dev', conf.bridge)[0].flags).not.toContain('UP');
     run('ip', ['-n', host.name, 'link', 'del', conf.bridge]);
+    // A subnet the host reaches directly through another interface is refused (error 7) before
+    // anything is made; one reached through a gateway is the user's to narrow.
+    const lan = uniqueName('ln');
+    for (const a of [['link', 'add', lan, 'type', 'bridge'], ['addr', 'add', '10.245.98.1/24', 'dev', lan], ['link', 'set', lan, 'up'],
+      ['route', 'add', '10.245.96.0/22', 'via', '10.245.98.254']]) run('ip', ['-n', host.name, ...a]);
+    const direct = netConf(uniqueName('o'), { ipam: { type: 'tsipam', subnet: '10.245.98.0/25' } });
+    expectCode(cni('tsbridge', 'ADD', direct, attach(ns, 'o1')), 7, new RegExp(`overlaps 10\\.245\\.98\\.0/24, which this host reaches directly through ${lan}`));
+    expect(linkNames(host.name)).not.toContain(direct.bridge);
+    // Nor is the pool made for it, or its gateway address, left in the store.
+    const pools = spawnSync(process.execPath, [join(ROOT, 'dist/bin/tsnet.js'), '--state-dir', stateDir, '--api-socket', join(stateDir, 'none.sock'), 'ipam', 'ls'], { encoding: 'utf8' });
+    expect(pools.status, pools.stderr).toBe(0);
+    expect(pools.stdout).not.toContain('10.245.98.0/25');
+    const routed = netConf(uniqueName('r'), { ipam: { type: 'tsipam', subnet: '10.245.97.0/24' } });
+    expect(cni('tsbridge', 'ADD', routed, attach(ns, 'r1')).code).toBe(0);
+    expect(cni('tsbridge', 'DEL', routed, attach(ns, 'r1')).code).toBe(0);
+    run('ip', ['-n', host.name, 'link', 'del', lan]);
     expect(cni('tsbridge', 'STATUS', conf).code).toBe(0);
     const saved = stateDir;
     stateDir = '/dev/null/tsnet'; // not a directory: the store cannot open

@@ -242,6 +242,15 @@ describe.skipIf(!hasDocker)('docker + tsbridge (real dockerd)', () => {
       expect(linkNames().filter((l) => l.startsWith('tsb'))).toEqual(bridges);
     }
     expect(pools()).not.toContain('10.231.91.128/25'); // dockerd gave the refused network's pool back
+
+    // Docker's default IPAM refuses docker0's subnet itself; through tsipam the driver does, as it
+    // does any subnet the host reaches directly through an interface not tsnet's.
+    const docker0 = docker('network', 'inspect', 'bridge', '-f', '{{(index .IPAM.Config 0).Subnet}}').trim();
+    const inside = docker0.replace(/\/\d+$/, '/24');
+    const taken = run('sh', ['-c', `docker network create -d tsbridge --ipam-driver tsipam --subnet ${inside} ${uniqueName('ovl')} 2>&1 || true`]);
+    expect(taken).toContain(`subnet ${inside} overlaps ${docker0}, which this host reaches directly through docker0`);
+    expect(linkNames().filter((l) => l.startsWith('tsb'))).toEqual(bridges);
+    expect(pools()).not.toContain(inside);
   });
 
   it('of two overlapping networks asked for at once, exactly one is made', async () => {
