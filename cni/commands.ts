@@ -46,6 +46,11 @@ async function ensureNetwork(rt: CniRuntime, conf: BridgeConf): Promise<BridgeNe
     const again = await findNetwork(rt, conf);
     if (again) return again;
     const subnets = conf.ipam?.type === 'tsipam' ? conf.ipam.subnets : [];
+    // tsipam without a subnet joins a network that has them (a Docker network's bridge); making
+    // one, it would give no addresses at all. An empty ipam ({}) is how a conf asks for that.
+    if (conf.ipam?.type === 'tsipam' && !subnets.length) {
+      throw new CniError(CNI_CODES.INVALID_CONFIG, `tsipam needs ipam.subnet, ipam.ranges or runtimeConfig.ipRanges to make network ${conf.name} (bridge ${conf.bridge} is not one of tsnet's networks)`);
+    }
     const fam = (s: { subnet: string }): 4 | 6 => (s.subnet.includes(':') ? 6 : 4);
     const withGateways: Array<{ subnet: string; gateway?: string }> = [];
     // Pools made here go again if the network is not made (a refused subnet, a bridge name in

@@ -77,7 +77,11 @@ function parsePortMappings(v: unknown): PortBindingRequest[] {
   });
 }
 
-function parseIpam(v: unknown): IpamConf | undefined {
+/**
+ * `runtimeConfig.ipRanges` (the `ipRanges` capability): range sets the runtime adds, placed before
+ * the configured ones, as host-local does; for tsipam only.
+ */
+function parseIpam(v: unknown, runtimeRanges?: unknown): IpamConf | undefined {
   if (v === undefined || v === null) return undefined;
   if (typeof v !== 'object' || Array.isArray(v)) throw bad('ipam must be an object');
   const o = v as Record<string, unknown>;
@@ -87,21 +91,28 @@ function parseIpam(v: unknown): IpamConf | undefined {
   const add = (s: unknown, gw: unknown): void => {
     if (typeof s !== 'string') throw bad('ipam subnet must be a CIDR string');
     try {
-      subnets.push({ subnet: parseSubnet(s, true).cidr, ...(typeof gw === 'string' ? { gateway: gw } : {}) });
+      const cidr = parseSubnet(s, true).cidr;
+      // The runtime's range and the configured one may well be the same: one address per subnet.
+      if (subnets.some((x) => x.subnet === cidr)) return;
+      subnets.push({ subnet: cidr, ...(typeof gw === 'string' ? { gateway: gw } : {}) });
     } catch (e) {
       throw bad(`ipam subnet ${s}: ${(e as Error).message}`);
     }
   };
   if (o.type === 'tsipam') {
-    if (o.subnet !== undefined) add(o.subnet, o.gateway);
-    if (Array.isArray(o.ranges)) {
-      for (const set of o.ranges) {
-        if (!Array.isArray(set) || !set[0]) throw bad('ipam.ranges must be a list of range lists');
+    const addSets = (sets: unknown, what: string): void => {
+      if (sets === undefined || sets === null) return;
+      if (!Array.isArray(sets)) throw bad(`${what} must be a list of range lists`);
+      for (const set of sets) {
+        if (!Array.isArray(set) || !set[0]) throw bad(`${what} must be a list of range lists`);
         const r = set[0] as Record<string, unknown>;
         if (r.rangeStart !== undefined || r.rangeEnd !== undefined) throw new CniError(CNI_CODES.UNSUPPORTED_FIELD, 'tsipam does not support rangeStart/rangeEnd; use one subnet per range');
         add(r.subnet, r.gateway);
       }
-    }
+    };
+    addSets(runtimeRanges, 'runtimeConfig.ipRanges');
+    if (o.subnet !== undefined) add(o.subnet, o.gateway);
+    addSets(o.ranges, 'ipam.ranges');
   }
   const routes = Array.isArray(o.routes) ? (o.routes as Array<{ dst: string; gw?: string }>) : [];
   return { type: o.type, subnets, routes, raw: o };
@@ -133,6 +144,7 @@ export function parseConf(raw: unknown): BridgeConf {
       : [];
   const mac = (ci(rc, 'mac') as string | undefined) ?? (argsCni.mac as string | undefined);
   const isDefaultGateway = bool(o, 'isDefaultGateway');
+  const ipam = parseIpam(o.ipam, ci(rc, 'ipRanges'));
   const valid = (o['cni.dev/valid-attachments'] ?? o['cni.dev/attachments']) as BridgeConf['validAttachments'];
   return {
     cniVersion,
@@ -144,7 +156,7 @@ export function parseConf(raw: unknown): BridgeConf {
     ipMasq: bool(o, 'ipMasq'),
     ...(mtu !== undefined ? { mtu } : {}),
     hairpinMode: bool(o, 'hairpinMode'),
-    ...(parseIpam(o.ipam) ? { ipam: parseIpam(o.ipam)! } : {}),
+    ...(ipam ? { ipam } : {}),
     ...(o.dns && typeof o.dns === 'object' ? { dns: o.dns as CniResult['dns'] } : {}),
     portMappings: parsePortMappings(ci(rc, 'portMappings')),
     staticIps: ips,

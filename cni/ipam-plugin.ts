@@ -10,7 +10,7 @@ import { parseCniArgs, requestedAddress } from './conf.js';
 export async function ipamAdd(rt: CniRuntime, env: CniEnv, conf: BridgeConf): Promise<CniResult> {
   const ipam = conf.ipam;
   if (!ipam || ipam.type !== 'tsipam' || !ipam.subnets.length) {
-    throw new CniError(CNI_CODES.INVALID_CONFIG, 'tsipam needs ipam.subnet or ipam.ranges');
+    throw new CniError(CNI_CODES.INVALID_CONFIG, 'tsipam needs ipam.subnet, ipam.ranges or runtimeConfig.ipRanges');
   }
   const owner = endpointIdFor(env.containerId, env.ifName);
   const args = parseCniArgs(env.args);

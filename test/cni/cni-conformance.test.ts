@@ -251,6 +251,31 @@ describe.skipIf(!isRoot)('CNI conformance (tsbridge, tsipam)', () => {
     }
   });
 
+  it('the ipRanges capability: the runtime’s range (a node’s pod CIDR) when the conf names none, beside the configured ones', () => {
+    const conf = netConf(uniqueName('ir'), { ipam: { type: 'tsipam' }, runtimeConfig: { ipRanges: [[{ subnet: '10.245.33.0/24' }]] } });
+    const ns = makeNs('ir');
+    const r = cni('tsbridge', 'ADD', conf, attach(ns, 'iprange'));
+    expect(r.code, r.raw).toBe(0);
+    expect(r.out.ips).toEqual([{ address: '10.245.33.2/24', gateway: '10.245.33.1', interface: 2 }]);
+    expect(cni('tsbridge', 'CHECK', { ...conf, prevResult: r.out }, attach(ns, 'iprange')).code).toBe(0);
+    expect(cni('tsbridge', 'DEL', conf, attach(ns, 'iprange')).code).toBe(0);
+    // Runtime ranges and configured ones together, one subnet named twice being one (the result
+    // lists IPv4 first, as for any dual-stack tsbridge network).
+    const both = netConf(uniqueName('ir'), {
+      ipam: { type: 'tsipam', subnet: '10.245.34.0/24', ranges: [[{ subnet: 'fd45:34::/64' }]] },
+      runtimeConfig: { ipRanges: [[{ subnet: 'fd45:34::/64' }], [{ subnet: '10.245.34.0/24' }]] },
+    });
+    const r2 = cni('tsbridge', 'ADD', both, attach(ns, 'iprange2'));
+    expect(r2.code, r2.raw).toBe(0);
+    expect(r2.out.ips.map((i: any) => i.address)).toEqual(['10.245.34.2/24', 'fd45:34::2/64']);
+    expect(cni('tsbridge', 'DEL', both, attach(ns, 'iprange2')).code).toBe(0);
+    expect(cni('tsbridge', 'ADD', { ...conf, runtimeConfig: { ipRanges: [[{ subnet: '10.245.35.0/24', rangeStart: '10.245.35.10' }]] } }, attach(ns, 'x')).out.code).toBe(2);
+    // tsipam with no range from anywhere is a configuration error, not a network without addresses.
+    const none = cni('tsbridge', 'ADD', { ...conf, runtimeConfig: {} }, attach(ns, 'x'));
+    expect(none.out.code).toBe(7);
+    expect(none.out.msg).toMatch(/tsipam needs ipam.subnet, ipam.ranges or runtimeConfig.ipRanges/);
+  });
+
   it('dual-stack through tsipam ranges: both families configured and reachable', () => {
     const conf = netConf(uniqueName('ds'), { ipam: { type: 'tsipam', ranges: [[{ subnet: '10.245.31.0/24' }], [{ subnet: 'fd45:31::/64' }]] } });
     const a = makeNs('da');
