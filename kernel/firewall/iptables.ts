@@ -8,6 +8,7 @@
 
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
+import { nftGeneration } from './nft-generation.js';
 import { NetError } from '../errors.js';
 import { insertOnlyBlock } from './incremental.js';
 
@@ -288,17 +289,39 @@ export class IptablesFirewall {
   readonly name = 'iptables';
   /** Table blocks sent as a rewrite (chains flushed and refilled) and as inserts only. */
   readonly sent = { rewrites: 0, inserts: 0 };
+  /** iptables-save runs made by apply (each one is an exec and a full read of the table set). */
+  readonly read = { saves: 0 };
   private jumpsCheckedAt = 0;
   /** Per family, the text of each table as last applied (what the kernel should hold). */
   private readonly applied = new Map<IpFamily, Map<string, string>>();
+  /**
+   * The nf_tables generation at the end of the last render after which the kernel was known to
+   * hold all of `applied` and our jumps: a forced render, or one that began from such a state.
+   * Undefined when unknown (legacy iptables, a render that failed or verified only a part).
+   */
+  private settledGen: number | undefined;
+  private nftBackend: Promise<boolean> | undefined;
+
+  private async generation(): Promise<number | undefined> {
+    // Legacy iptables does not commit through nf_tables: the counter would say nothing of our rules.
+    this.nftBackend ??= iptablesBackend().then((b) => b.backend === 'nf_tables', () => false);
+    return (await this.nftBackend) ? nftGeneration() : undefined;
+  }
 
   /**
    * Renders every tsnet chain from `nets` and makes sure the built-in chains jump to ours. The
    * jumps are checked at most every few seconds (each check is an iptables-save); `force` checks
    * now, as the periodic reconcile does.
+   *
+   * When nothing but us has committed to nf_tables since a render that left everything known
+   * (settledGen), the kernel still holds it: no iptables-save for the inserts' precondition or
+   * the jumps, only the restore. A network's first render went from save + restore to restore.
    */
   async apply(nets: readonly FirewallNetwork[], opts: { force?: boolean; extras?: FirewallExtras } = {}): Promise<void> {
-    const checkJumps = opts.force || Date.now() - this.jumpsCheckedAt > 5_000;
+    const gen = opts.force ? undefined : await this.generation();
+    const untouched = gen !== undefined && gen === this.settledGen;
+    this.settledGen = undefined; // unknown until this render is through
+    const checkJumps = !untouched && (opts.force || Date.now() - this.jumpsCheckedAt > 5_000);
     // The two families are independent tables: render them concurrently.
     await Promise.all(([4, 6] as const).map(async (family) => {
       // Only tables whose text changed since the last apply go to the kernel: with nf_tables
@@ -307,7 +330,7 @@ export class IptablesFirewall {
       // forces a full render if someone changed our chains meanwhile.
       // One iptables-save serves both the inserts' precondition and the jump checks.
       let saved: Promise<string> | undefined;
-      const save = (): Promise<string> => (saved ??= saveText(family));
+      const save = (): Promise<string> => (saved ??= (this.read.saves++, saveText(family)));
       const blocks = tableBlocks(renderRules(nets, family, opts.extras));
       const last = opts.force ? undefined : this.applied.get(family);
       const changed = [...blocks].filter(([table, text]) => last?.get(table) !== text);
@@ -325,7 +348,7 @@ export class IptablesFirewall {
           await restore(family, full);
           this.sent.rewrites += changed.length;
         };
-        if (inserts === full || !(await this.kernelHolds(save, changed.map(([t]) => t), last!))) {
+        if (inserts === full || !(untouched || (await this.kernelHolds(save, changed.map(([t]) => t), last!)))) {
           await rewrite();
         } else {
           await restore(family, inserts).then(() => {
@@ -337,6 +360,9 @@ export class IptablesFirewall {
       if (checkJumps) await this.ensureJumps(family, await save().catch(() => undefined));
     }));
     if (checkJumps) this.jumpsCheckedAt = Date.now();
+    // Read after our own commits; another writer's landing in between is left to the periodic
+    // drift check, as any change made between two renders always was.
+    if (untouched || opts.force) this.settledGen = await this.generation();
   }
 
   /**
@@ -382,6 +408,7 @@ export class IptablesFirewall {
   /** Removes our jumps and chains entirely (used by tests and `tsnet` uninstall). */
   async removeAll(): Promise<void> {
     this.applied.clear();
+    this.settledGen = undefined;
     for (const family of [4, 6] as const) {
       for (const [table, chain, match, target] of [['filter', 'FORWARD', [], CHAINS.forward] as const, ...HOOKS]) {
         while (await iptables(family, ['-t', table, '-D', chain, ...match, '-j', target]).then(() => true, () => false));

@@ -15,6 +15,8 @@ const canRun = isRoot && ok('which', ['iptables-restore']);
 
 interface Outcome {
   sent: { rewrites: number; inserts: number };
+  /** iptables-save runs of the firewall's applies. */
+  saves: number;
   rules: Record<'4' | '6', string[]>;
   /** Every rule of the built-in chains tsnet hooks into. */
   builtin: Record<'4' | '6', string[]>;
@@ -78,6 +80,26 @@ describe.skipIf(!canRun)('firewall: add-only changes as inserts', () => {
     expect(stepwise.rules['4'].join('\n')).not.toContain('stray0');
     // Only ip6tables' filter table, which nobody touched, still went as inserts.
     expect(stepwise.sent.inserts).toBe(1);
+  });
+
+  it('after a render that left everything known, changes need no iptables-save until another writer commits', () => {
+    const steps = [
+      { force: [net(1)] },
+      [net(1), net(2)],
+      [net(1), net(2, { ports: [port(2, 8080)] })],
+      [net(1), net(2, { ports: [port(2, 8080)] }), net(3, { subnets6: ['fd09:3::/64'], resolvers: ['10.9.3.1', 'fd09:3::1'] })],
+    ];
+    const quiet = applySteps(steps);
+    expect(quiet.rules).toEqual(applySteps([steps.at(-1)!]).rules);
+    // The forced render checks the jumps (one save per family); nothing after it reads back.
+    expect(quiet.saves).toBe(2);
+    expect(quiet.sent.inserts).toBeGreaterThanOrEqual(4);
+    // Another writer in between: the next change reads the kernel again, and repairs what it finds.
+    const stray = { run: ['iptables', '-t', 'filter', '-I', 'TSNET-FORWARD', '1', '-i', 'stray0', '-j', 'ACCEPT'] };
+    const disturbed = applySteps([steps[0]!, steps[1]!, stray, steps[2]!, steps[3]!]);
+    expect(disturbed.rules).toEqual(quiet.rules);
+    expect(disturbed.rules['4'].join('\n')).not.toContain('stray0');
+    expect(disturbed.saves).toBeGreaterThan(2);
   });
 
   it('built-in chains jump to ours once each, FORWARD right after DOCKER-USER; a lost or moved jump comes back, and only once', () => {
