@@ -60,7 +60,7 @@ export function networkRoutes(svc: NetworkService, driver: DriverName, _log: Fas
     ['/NetworkDriver.Join', async (b) => {
       const plan = await svc.join(id(b, 'NetworkID'), id(b, 'EndpointID'), str(b, 'SandboxKey', { optional: true }) || undefined);
       return {
-        ...(plan.ifName ? { InterfaceName: { SrcName: plan.ifName, DstPrefix: 'eth' } } : {}),
+        ...(plan.ifName ? { InterfaceName: { SrcName: plan.ifName, DstPrefix: plan.ifPrefix ?? 'eth' } } : {}),
         ...(plan.gateway4 ? { Gateway: plan.gateway4 } : {}),
         ...(plan.gateway6 ? { GatewayIPv6: plan.gateway6 } : {}),
         StaticRoutes: plan.staticRoutes.map((r) => (r.nextHop ? { Destination: r.destination, RouteType: 0, NextHop: r.nextHop } : { Destination: r.destination, RouteType: 1 })),

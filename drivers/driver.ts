@@ -67,6 +67,8 @@ export interface EndpointSpec {
 export interface JoinPlan {
   /** The interface, still in the host namespace, that goes into the container; none for tsnull/tshost. */
   ifName?: string;
+  /** What its name in the container starts with, before the index the runtime adds ("eth" when unset). */
+  ifPrefix?: string;
   gateway4?: string;
   gateway6?: string;
   staticRoutes: Array<{ destination: string; nextHop?: string }>;

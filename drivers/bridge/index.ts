@@ -110,7 +110,8 @@ export const bridgeDriver = {
   },
 
   join(net: BridgeNetworkState, ep: BridgeEndpointState): JoinPlan {
-    return gatewayPlan(ep.containerIf, net.gateways, net.internal);
+    const plan = gatewayPlan(ep.containerIf, net.gateways, net.internal);
+    return net.opts.containerIfPrefix ? { ...plan, ifPrefix: net.opts.containerIfPrefix } : plan;
   },
 
   async leave(ctx: DriverContext, _net: BridgeNetworkState, id: string, ep: BridgeEndpointState, sandbox: NetnsRef): Promise<void> {

@@ -2,7 +2,7 @@
 // a typo that is silently ignored is worse than an error.
 
 import { NetError } from '../../kernel/errors.js';
-import { parseMtu } from '../shared/options.js';
+import { CONTAINER_IFACE_PREFIX, parseIfacePrefix, parseMtu } from '../shared/options.js';
 import { validateIfName } from '../../kernel/names.js';
 
 export interface BridgeOptions {
@@ -11,6 +11,8 @@ export interface BridgeOptions {
   masquerade: boolean;
   hostBindingIpv4?: string;
   mtu?: number;
+  /** The container interface's name before its index (Docker's DstPrefix); "eth" when unset. */
+  containerIfPrefix?: string;
 }
 
 const BOOL = (key: string, v: string): boolean => {
@@ -25,6 +27,7 @@ export const BRIDGE_OPTION_KEYS = [
   'com.docker.network.bridge.enable_ip_masquerade',
   'com.docker.network.bridge.host_binding_ipv4',
   'com.docker.network.driver.mtu',
+  CONTAINER_IFACE_PREFIX,
 ] as const;
 
 export function parseBridgeOptions(raw: Record<string, string>): BridgeOptions {
@@ -52,6 +55,9 @@ export function parseBridgeOptions(raw: Record<string, string>): BridgeOptions {
         break;
       case 'com.docker.network.driver.mtu':
         opts.mtu = parseMtu(key, value);
+        break;
+      case CONTAINER_IFACE_PREFIX:
+        opts.containerIfPrefix = parseIfacePrefix(key, value);
         break;
       default:
         throw new NetError('UNSUPPORTED_OPTION', `tsbridge does not know option ${JSON.stringify(key)}; known: ${BRIDGE_OPTION_KEYS.join(', ')}`);

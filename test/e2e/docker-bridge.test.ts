@@ -150,7 +150,7 @@ describe.skipIf(!hasDocker)('docker + tsbridge (real dockerd)', () => {
     expect(canPing(c, '10.231.80.1')).toBe(true);
   });
 
-  it('bridge options act on the datapath: name, MTU, icc off, masquerade off', () => {
+  it('bridge options act on the datapath: name, MTU, icc off, masquerade off, container interface prefix', () => {
     const bridge = uniqueName('br');
     const n = net([
       '--ipam-driver', 'tsipam', '--subnet', '10.231.110.0/24',
@@ -158,11 +158,16 @@ describe.skipIf(!hasDocker)('docker + tsbridge (real dockerd)', () => {
       '-o', 'com.docker.network.driver.mtu=1400',
       '-o', 'com.docker.network.bridge.enable_icc=false',
       '-o', 'com.docker.network.bridge.enable_ip_masquerade=false',
+      '-o', 'com.docker.network.container_iface_prefix=tsx',
     ]);
     const a = ctr(n);
     const b = ctr(n);
     expect(run('ip', ['-br', 'addr', 'show', 'dev', bridge])).toContain('10.231.110.1/24');
-    expect(docker('exec', a, 'cat', '/sys/class/net/eth0/mtu')).toBe('1400');
+    // Docker numbers the interface after the prefix, as with its bridge driver.
+    expect(docker('exec', a, 'cat', '/sys/class/net/tsx0/mtu')).toBe('1400');
+    expect(docker('exec', a, 'ls', '/sys/class/net')).not.toMatch(/\beth0\b/);
+    const badPrefix = run('sh', ['-c', `docker network create -d tsbridge -o com.docker.network.container_iface_prefix=bad/x ${uniqueName('bp')} 2>&1 || true`]);
+    expect(badPrefix).toContain('cannot start an interface name');
     // icc off: the gateway answers, the neighbour on the same bridge does not.
     expect(canPing(a, '10.231.110.1')).toBe(true);
     expect(canPing(a, docker('inspect', '-f', '{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}', b))).toBe(false);
