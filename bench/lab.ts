@@ -3,7 +3,7 @@
 // hosts as namespaces routed via the host.
 
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { copyFileSync, existsSync, mkdirSync, mkdtempSync, openSync, rmSync, symlinkSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -71,10 +71,17 @@ export async function startTsnet(stateDir = mkdtempSync(join(tmpdir(), 'tsnt-sta
   const proc = spawn(process.execPath, [join(ROOT, 'dist/bin/tsnet.js'), 'serve', '--state-dir', stateDir, '--log-level', 'info', ...extraArgs], {
     stdio: ['ignore', log, log],
   });
+  // The sockets must be this daemon's: another one already serving them (left running by hand)
+  // would answer the same, while this one exits at its one-per-namespace claim. ss names the
+  // process listening.
+  const sock = '/run/docker/plugins/tsbridge.sock';
+  const exited = (): boolean => proc.exitCode !== null || proc.signalCode !== null;
+  const ours = (): boolean => spawnSync('ss', ['-xlpn', 'src', sock], { encoding: 'utf8' }).stdout.includes(`pid=${proc.pid},`);
   await waitFor(
-    () => existsSync('/run/docker/plugins/tsbridge.sock') && succeeds('curl', ['-s', '--unix-socket', '/run/docker/plugins/tsbridge.sock', '-X', 'POST', 'http://x/Plugin.Activate']),
+    () => exited() || (existsSync(sock) && ours() && succeeds('curl', ['-s', '--unix-socket', sock, '-X', 'POST', 'http://x/Plugin.Activate'])),
     'tsnet sockets',
   );
+  if (exited()) throw new Error(`tsnet serve exited (${proc.exitCode ?? proc.signalCode}): ${readFileSync(join(stateDir, 'daemon.log'), 'utf8').slice(-600)}`);
   // A daemon must never outlive its run (it would keep answering on the plugin sockets).
   const killOnExit = (): void => {
     proc.kill('SIGKILL');
