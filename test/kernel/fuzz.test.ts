@@ -175,7 +175,7 @@ describe.skipIf(!isRoot)('fuzzing the ways in', () => {
 
   it('driver options: any map is accepted or refused with a NetError, never another exception', () => {
     fc.assert(
-      fc.property(fc.dictionary(fc.oneof(fc.string(), fc.constantFrom('com.docker.network.bridge.name', 'com.docker.network.driver.mtu', 'vni', 'tsnet.cluster_network', 'com.docker.network.bridge.enable_icc')), weird as fc.Arbitrary<never>, { maxKeys: 4 }), (opts) => {
+      fc.property(fc.dictionary(fc.oneof(fc.string(), fc.constantFrom('com.docker.network.bridge.name', 'com.docker.network.driver.mtu', 'vni', 'tsnet.cluster_network', 'com.docker.network.bridge.enable_icc', 'com.docker.network.container_iface_prefix')), weird as fc.Arbitrary<never>, { maxKeys: 4 }), (opts) => {
         for (const parse of [parseBridgeOptions, parseOverlayOptions]) {
           try {
             parse(opts as Record<string, string>);
