@@ -110,8 +110,7 @@ export const bridgeDriver = {
   },
 
   join(net: BridgeNetworkState, ep: BridgeEndpointState): JoinPlan {
-    const plan = gatewayPlan(ep.containerIf, net.gateways, net.internal);
-    return net.opts.containerIfPrefix ? { ...plan, ifPrefix: net.opts.containerIfPrefix } : plan;
+    return gatewayPlan(ep.containerIf, net.gateways, net.internal, net.opts.containerIfPrefix);
   },
 
   async leave(ctx: DriverContext, _net: BridgeNetworkState, id: string, ep: BridgeEndpointState, sandbox: NetnsRef): Promise<void> {

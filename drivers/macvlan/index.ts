@@ -11,12 +11,15 @@ import type { MacvlanMode, NetnsRef } from '../../kernel/types.js';
 import type { Tx } from '../../core/tx.js';
 import { siblingStates, type DriverContext, type EndpointSpec, type JoinPlan, type NetworkDriver, type NetworkSpec, type SiblingNetwork } from '../driver.js';
 import { gatewayPlan } from '../shared/join.js';
+import { CONTAINER_IFACE_PREFIX, parseIfacePrefix } from '../shared/options.js';
 
 export interface MacvlanOptions {
   parent: string;
   mode: MacvlanMode;
   mtu?: number;
   hostShim: boolean;
+  /** The container interface's name before Docker's index; "eth" when unset. */
+  containerIfPrefix?: string;
 }
 
 export interface MacvlanNetworkState {
@@ -39,7 +42,7 @@ export interface MacvlanEndpointState {
 }
 
 const MODES: readonly MacvlanMode[] = ['bridge', 'private', 'vepa', 'passthru'];
-const KEYS = ['parent', 'macvlan_mode', 'com.docker.network.driver.mtu', 'host_shim'];
+const KEYS = ['parent', 'macvlan_mode', 'com.docker.network.driver.mtu', 'host_shim', CONTAINER_IFACE_PREFIX];
 
 export function parseMacvlanOptions(raw: Record<string, string>): MacvlanOptions {
   for (const k of Object.keys(raw)) {
@@ -58,7 +61,11 @@ export function parseMacvlanOptions(raw: Record<string, string>): MacvlanOptions
   if (mtu !== undefined && (!Number.isInteger(mtu) || mtu < 68 || mtu > 65535)) throw new NetError('INVALID_ARGUMENT', 'com.docker.network.driver.mtu must be between 68 and 65535');
   const shim = raw.host_shim ?? 'false';
   if (!/^(true|false)$/i.test(shim)) throw new NetError('INVALID_ARGUMENT', 'host_shim must be true or false');
-  return { parent, mode, ...(mtu !== undefined ? { mtu } : {}), hostShim: /^true$/i.test(shim) };
+  const prefix = raw[CONTAINER_IFACE_PREFIX];
+  return {
+    parent, mode, ...(mtu !== undefined ? { mtu } : {}), hostShim: /^true$/i.test(shim),
+    ...(prefix !== undefined ? { containerIfPrefix: parseIfacePrefix(CONTAINER_IFACE_PREFIX, prefix) } : {}),
+  };
 }
 
 const shimName = (networkId: string): string => `tsmh${createHash('sha256').update(networkId).digest('hex').slice(0, 10)}`;
@@ -151,7 +158,7 @@ export const macvlanDriver = {
   },
 
   join(net: MacvlanNetworkState, ep: MacvlanEndpointState): JoinPlan {
-    return gatewayPlan(ep.ifName, net.gateways, net.internal);
+    return gatewayPlan(ep.ifName, net.gateways, net.internal, net.opts.containerIfPrefix);
   },
 
   async deleteEndpoint(ctx: DriverContext, _net: MacvlanNetworkState, _id: string, ep: MacvlanEndpointState): Promise<void> {

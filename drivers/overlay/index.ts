@@ -192,7 +192,7 @@ export const overlayDriver = {
   },
 
   join(net: OverlayNetworkState, ep: OverlayEndpointState): JoinPlan {
-    return gatewayPlan(ep.containerIf, net.gateways, net.internal);
+    return gatewayPlan(ep.containerIf, net.gateways, net.internal, net.opts.containerIfPrefix);
   },
 
 

@@ -1,16 +1,18 @@
 // tsoverlay network options. Unknown keys are refused, as for tsbridge.
 
 import { NetError } from '../../kernel/errors.js';
-import { parseMtu } from '../shared/options.js';
+import { CONTAINER_IFACE_PREFIX, parseIfacePrefix, parseMtu } from '../shared/options.js';
 
 export interface OverlayOptions {
   /** The name that identifies the network on every host (Docker gives each host its own id). */
   clusterNetwork?: string;
   vni?: number;
   mtu?: number;
+  /** The container interface's name before Docker's index; "eth" when unset. Host-local. */
+  containerIfPrefix?: string;
 }
 
-export const OVERLAY_OPTION_KEYS = ['tsnet.cluster_network', 'vni', 'com.docker.network.driver.mtu'] as const;
+export const OVERLAY_OPTION_KEYS = ['tsnet.cluster_network', 'vni', 'com.docker.network.driver.mtu', CONTAINER_IFACE_PREFIX] as const;
 
 export const CLUSTER_NAME_RE = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$/;
 
@@ -31,6 +33,9 @@ export function parseOverlayOptions(raw: Record<string, string>): OverlayOptions
       }
       case 'com.docker.network.driver.mtu':
         opts.mtu = parseMtu(key, value, 1280);
+        break;
+      case CONTAINER_IFACE_PREFIX:
+        opts.containerIfPrefix = parseIfacePrefix(key, value);
         break;
       default:
         throw new NetError('UNSUPPORTED_OPTION', `tsoverlay does not know option ${JSON.stringify(key.slice(0, 80))}; known: ${OVERLAY_OPTION_KEYS.join(', ')}`);
