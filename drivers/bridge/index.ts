@@ -46,6 +46,7 @@ export function bridgeFirewallView(state: BridgeNetworkState, ports: readonly Pu
   return {
     bridge: state.bridge, subnets4: state.subnets4, subnets6: state.subnets6,
     internal: state.internal, icc: state.opts.icc, masquerade: state.opts.masquerade,
+    ...(state.opts.hostIpv4 ? { snatSource4: state.opts.hostIpv4 } : {}),
     ports: coalesce(ports), resolvers: state.gateways.map((g) => g.split('/')[0]!), ipv6Disabled: state.subnets6.length === 0,
   };
 }

@@ -1,6 +1,7 @@
 // tsbridge network options, with Docker's names where Docker has them. Unknown keys are refused:
 // a typo that is silently ignored is worse than an error.
 
+import { isIPv4 } from 'node:net';
 import { NetError } from '../../kernel/errors.js';
 import { CONTAINER_IFACE_PREFIX, parseIfacePrefix, parseMtu } from '../shared/options.js';
 import { validateIfName } from '../../kernel/names.js';
@@ -13,6 +14,8 @@ export interface BridgeOptions {
   mtu?: number;
   /** The container interface's name before its index (Docker's DstPrefix); "eth" when unset. */
   containerIfPrefix?: string;
+  /** The source address of IPv4 traffic leaving the host (SNAT), instead of masquerade's choice. */
+  hostIpv4?: string;
 }
 
 const BOOL = (key: string, v: string): boolean => {
@@ -28,6 +31,7 @@ export const BRIDGE_OPTION_KEYS = [
   'com.docker.network.bridge.host_binding_ipv4',
   'com.docker.network.driver.mtu',
   CONTAINER_IFACE_PREFIX,
+  'com.docker.network.host_ipv4',
 ] as const;
 
 export function parseBridgeOptions(raw: Record<string, string>): BridgeOptions {
@@ -58,6 +62,11 @@ export function parseBridgeOptions(raw: Record<string, string>): BridgeOptions {
         break;
       case CONTAINER_IFACE_PREFIX:
         opts.containerIfPrefix = parseIfacePrefix(key, value);
+        break;
+      case 'com.docker.network.host_ipv4':
+        // It goes into an iptables rule: an IPv4 address and nothing else (isIPv4 refuses "1.2.3.4/8").
+        if (!isIPv4(value)) throw new NetError('INVALID_ARGUMENT', `option ${key} must be an IPv4 address, not ${JSON.stringify(value.slice(0, 80))}`);
+        opts.hostIpv4 = value;
         break;
       default:
         throw new NetError('UNSUPPORTED_OPTION', `tsbridge does not know option ${JSON.stringify(key)}; known: ${BRIDGE_OPTION_KEYS.join(', ')}`);

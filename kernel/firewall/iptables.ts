@@ -35,6 +35,8 @@ export interface FirewallNetwork {
   internal: boolean;
   icc: boolean;
   masquerade: boolean;
+  /** With masquerade: the IPv4 source address traffic leaving the host gets (SNAT), instead of the outgoing interface's. */
+  snatSource4?: string;
   /** Published ports of the network's endpoints, already merged into ranges. */
   ports: FirewallPort[];
   /** Addresses where tsnet's resolver for this network listens (its gateways). */
@@ -146,7 +148,10 @@ export function renderRules(all: readonly FirewallNetwork[], family: IpFamily = 
     if (family === 4) raw.push(`-A ${CHAINS.raw} -i ${n.bridge} -d 127.0.0.0/8 -j DROP`);
     if (n.internal) continue;
     const ports = n.ports.filter((p) => p.family === family);
-    if (n.masquerade) for (const s of subnets(n)) nat.push(`-A ${CHAINS.postrouting} -s ${s} ! -o ${n.bridge} -j MASQUERADE`);
+    if (n.masquerade) {
+      const to = family === 4 && n.snatSource4 ? `SNAT --to-source ${n.snatSource4}` : 'MASQUERADE';
+      for (const s of subnets(n)) nat.push(`-A ${CHAINS.postrouting} -s ${s} ! -o ${n.bridge} -j ${to}`);
+    }
     if (ports.length) {
       // Hairpin (a container of this network reaching a published port through a host address)
       // and host-originated connections (127.0.0.1, host addresses) need a source the container

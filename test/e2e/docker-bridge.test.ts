@@ -110,6 +110,27 @@ describe.skipIf(!hasDocker)('docker + tsbridge (real dockerd)', () => {
     expect(hits('10.231.60.0/24')).toBe(0);
   });
 
+  it('com.docker.network.host_ipv4: traffic leaving the host has that source (SNAT), as with Docker’s bridge', () => {
+    // A second address of the host, on the link to the outside host (whose default route is this host).
+    run('ip', ['addr', 'add', '198.18.231.9/32', 'dev', `${outside}h`]);
+    try {
+      const n = net(['--ipam-driver', 'tsipam', '--subnet', '10.231.61.0/24', '-o', 'com.docker.network.host_ipv4=198.18.231.9']);
+      expect(run('iptables', ['-t', 'nat', '-S', 'TSNET-POSTROUTING'])).toMatch(/-s 10\.231\.61\.0\/24 ! -o \S+ -j SNAT --to-source 198\.18\.231\.9/);
+      const c = ctr(n);
+      ip(outside, 'netns', 'exec', outside, 'iptables', '-I', 'INPUT', '-s', '198.18.231.1', '-p', 'icmp', '-j', 'ACCEPT');
+      ip(outside, 'netns', 'exec', outside, 'iptables', '-I', 'INPUT', '-s', '198.18.231.9', '-p', 'icmp', '-j', 'ACCEPT');
+      ip(outside, 'netns', 'exec', outside, 'iptables', '-Z', 'INPUT');
+      expect(canPing(c, '198.18.231.2')).toBe(true);
+      const hits = inputHits();
+      expect(hits('198.18.231.9')).toBeGreaterThan(0);
+      expect(hits('198.18.231.1')).toBe(0);
+      const bad = run('sh', ['-c', `docker network create -d tsbridge -o com.docker.network.host_ipv4=10.0.0.1/8 ${uniqueName('h4')} 2>&1 || true`]);
+      expect(bad).toContain('must be an IPv4 address');
+    } finally {
+      run('ip', ['addr', 'del', '198.18.231.9/32', 'dev', `${outside}h`]);
+    }
+  });
+
   it('dual-stack: both families container to container and to the outside host', () => {
     const n = net(['--ipv6', '--ipam-driver', 'tsipam', '--subnet', '10.231.70.0/24', '--subnet', 'fd77:231::/64']);
     const a = ctr(n);

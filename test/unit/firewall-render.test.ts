@@ -26,6 +26,9 @@ describe('iptables rendering', () => {
     expect(text).toContain('-A TSNET-ISOLATION-2 -o tsb-a -j DROP');
     expect(text).toContain('-A TSNET-POSTROUTING -s 10.1.0.0/24 ! -o tsb-a -j MASQUERADE');
     expect(renderRules([net({})], 6)).toContain('-A TSNET-POSTROUTING -s fd00:1::/64 ! -o tsb-a -j MASQUERADE');
+    // A chosen IPv4 source (Docker's host_ipv4) is SNAT; IPv6 still masquerades.
+    expect(renderRules([net({ snatSource4: '192.0.2.9' })], 4)).toContain('-A TSNET-POSTROUTING -s 10.1.0.0/24 ! -o tsb-a -j SNAT --to-source 192.0.2.9');
+    expect(renderRules([net({ snatSource4: '192.0.2.9' })], 6)).toContain('-A TSNET-POSTROUTING -s fd00:1::/64 ! -o tsb-a -j MASQUERADE');
   });
 
   it('containers cannot reach the host’s loopback through the bridge', () => {
