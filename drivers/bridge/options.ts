@@ -32,6 +32,7 @@ export const BRIDGE_OPTION_KEYS = [
   'com.docker.network.driver.mtu',
   CONTAINER_IFACE_PREFIX,
   'com.docker.network.host_ipv4',
+  'com.docker.network.enable_ipv6',
 ] as const;
 
 export function parseBridgeOptions(raw: Record<string, string>): BridgeOptions {
@@ -62,6 +63,12 @@ export function parseBridgeOptions(raw: Record<string, string>): BridgeOptions {
         break;
       case CONTAINER_IFACE_PREFIX:
         opts.containerIfPrefix = parseIfacePrefix(key, value);
+        break;
+      case 'com.docker.network.enable_ipv6':
+        // Docker's bridge driver takes it as a driver option and, in 20.10, nothing comes of it:
+        // --ipv6 decides (checked: a v6 subnet with only this option gives containers no IPv6).
+        // Taken and checked the same way, so a network definition moves over unchanged.
+        BOOL(key, value);
         break;
       case 'com.docker.network.host_ipv4':
         // It goes into an iptables rule: an IPv4 address and nothing else (isIPv4 refuses "1.2.3.4/8").
