@@ -12,7 +12,10 @@ export interface OverlayOptions {
   containerIfPrefix?: string;
 }
 
-export const OVERLAY_OPTION_KEYS = ['tsnet.cluster_network', 'vni', 'com.docker.network.driver.mtu', CONTAINER_IFACE_PREFIX] as const;
+/** Docker's overlay driver's name for the VNI: a list, one per subnet (tsoverlay has one subnet per family and one VNI). */
+const DOCKER_VNI_LIST = 'com.docker.network.driver.overlay.vxlanid_list';
+
+export const OVERLAY_OPTION_KEYS = ['tsnet.cluster_network', 'vni', DOCKER_VNI_LIST, 'com.docker.network.driver.mtu', CONTAINER_IFACE_PREFIX] as const;
 
 export const CLUSTER_NAME_RE = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$/;
 
@@ -25,9 +28,11 @@ export function parseOverlayOptions(raw: Record<string, string>): OverlayOptions
         if (!CLUSTER_NAME_RE.test(value)) throw new NetError('INVALID_ARGUMENT', `option ${key} must be 1-63 characters of letters, digits, '_', '.', '-', not ${JSON.stringify(value.slice(0, 80))}`);
         opts.clusterNetwork = value;
         break;
-      case 'vni': {
+      case 'vni':
+      case DOCKER_VNI_LIST: {
         const vni = Number(value);
-        if (!/^\d+$/.test(value) || vni < 1 || vni > 0xffffff) throw new NetError('INVALID_ARGUMENT', `option vni must be a number from 1 to 16777215, not ${JSON.stringify(value.slice(0, 80))}`);
+        if (!/^\d+$/.test(value) || vni < 1 || vni > 0xffffff) throw new NetError('INVALID_ARGUMENT', `option ${key} must be one number from 1 to 16777215, not ${JSON.stringify(value.slice(0, 80))}`);
+        if (opts.vni !== undefined && opts.vni !== vni) throw new NetError('INVALID_ARGUMENT', `options vni and ${DOCKER_VNI_LIST} name different VNIs`);
         opts.vni = vni;
         break;
       }

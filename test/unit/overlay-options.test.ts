@@ -9,11 +9,18 @@ describe('tsoverlay options', () => {
     expect(parseOverlayOptions({ 'tsnet.cluster_network': 'blue', vni: '42', 'com.docker.network.driver.mtu': '1400' })).toEqual({ clusterNetwork: 'blue', vni: 42, mtu: 1400 });
   });
 
+  it('takes Docker’s overlay VNI option (one VNI), and a container interface prefix', () => {
+    expect(parseOverlayOptions({ 'com.docker.network.driver.overlay.vxlanid_list': '4097', 'com.docker.network.container_iface_prefix': 'ovl' })).toEqual({ vni: 4097, containerIfPrefix: 'ovl' });
+    expect(parseOverlayOptions({ vni: '4097', 'com.docker.network.driver.overlay.vxlanid_list': '4097' })).toEqual({ vni: 4097 });
+    expect(() => parseOverlayOptions({ vni: '4097', 'com.docker.network.driver.overlay.vxlanid_list': '4098' })).toThrow(/name different VNIs/);
+    expect(() => parseOverlayOptions({ 'com.docker.network.driver.overlay.vxlanid_list': '4097,4098' })).toThrow(/must be one number/);
+  });
+
   it('refuses unknown keys, bad names, VNIs out of range and tiny MTUs, quoting the value', () => {
     expect(() => parseOverlayOptions({ 'com.docker.network.bridge.name': 'x' })).toThrow(/tsoverlay does not know option "com.docker.network.bridge.name"/);
     expect(() => parseOverlayOptions({ 'tsnet.cluster_network': 'a b;rm -rf /' })).toThrow(/must be 1-63 characters/);
     expect(() => parseOverlayOptions({ 'tsnet.cluster_network': 'x'.repeat(64) })).toThrow(/must be 1-63 characters/);
-    expect(() => parseOverlayOptions({ vni: '0' })).toThrow(/vni must be a number from 1 to 16777215/);
+    expect(() => parseOverlayOptions({ vni: '0' })).toThrow(/vni must be one number from 1 to 16777215/);
     expect(() => parseOverlayOptions({ vni: '16777216' })).toThrow(/vni must be/);
     expect(() => parseOverlayOptions({ vni: '1e3' })).toThrow(/vni must be/);
     expect(() => parseOverlayOptions({ 'com.docker.network.driver.mtu': '500' })).toThrow(/MTU between 1280/);
