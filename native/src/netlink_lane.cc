@@ -60,13 +60,19 @@ void NetlinkLane::PlaceThread() {
   if (pthread_setaffinity_np(thread_.native_handle(), sizeof(set), &set) == 0) pinnedCpu_ = want;
 }
 
-Napi::Value NetlinkLane::Transact(const Napi::CallbackInfo& info) {
+Napi::Buffer<uint8_t> NetlinkLane::RequestArg(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (!info[0].IsNumber()) throw Napi::TypeError::New(env, "seq must be a number");
   if (!info[1].IsBuffer()) throw Napi::TypeError::New(env, "request must be a Buffer");
   if (stopped_) throw Napi::Error::New(env, "netlink lane is closed");
   auto req = info[1].As<Napi::Buffer<uint8_t>>();
   if (req.Length() == 0) throw Napi::TypeError::New(env, "request must not be empty");
+  return req;
+}
+
+Napi::Value NetlinkLane::Transact(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  auto req = RequestArg(info);
   return Enqueue(env, new Job{info[0].As<Napi::Number>().Uint32Value(),
                               std::vector<uint8_t>(req.Data(), req.Data() + req.Length()),
                               {}, {}, {}, {},
@@ -76,14 +82,10 @@ Napi::Value NetlinkLane::Transact(const Napi::CallbackInfo& info) {
 
 Napi::Value NetlinkLane::TransactNow(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  if (!info[0].IsNumber()) throw Napi::TypeError::New(env, "seq must be a number");
-  if (!info[1].IsBuffer()) throw Napi::TypeError::New(env, "request must be a Buffer");
-  if (stopped_) throw Napi::Error::New(env, "netlink lane is closed");
+  auto req = RequestArg(info);
   // Any lane at work may hold the RTNL lock for a long while (a group delete waits for grace
   // periods under it), and this lane's queue must keep its order: then the caller queues instead.
   if (busyLanes != 0) return env.Undefined();
-  auto req = info[1].As<Napi::Buffer<uint8_t>>();
-  if (req.Length() == 0) throw Napi::TypeError::New(env, "request must not be empty");
   std::vector<uint8_t> replies;
   SysError err = tsnet::Transact(fd_, portId_, info[0].As<Napi::Number>().Uint32Value(), req.Data(), req.Length(),
                                  &replies, &inlineScratch);

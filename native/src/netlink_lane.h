@@ -74,6 +74,8 @@ class NetlinkLane : public Napi::ObjectWrap<NetlinkLane> {
   // close(): finishes queued exchanges, joins the thread, closes the socket. Idempotent.
   Napi::Value Close(const Napi::CallbackInfo& info);
 
+  // The (seq, request) arguments of transact/transactNow, checked; throws a TypeError.
+  Napi::Buffer<uint8_t> RequestArg(const Napi::CallbackInfo& info);
   Napi::Value Enqueue(Napi::Env env, Job* job);
   void Loop();
   void Stop();
