@@ -59,8 +59,9 @@ async function ensureNetwork(rt: CniRuntime, conf: BridgeConf): Promise<BridgeNe
     const madePools: string[] = [];
     try {
       for (const s of subnets) {
+        // ensurePool's two steps, apart, so a pool made here is known as such.
         const existing = await rt.ipam.findPool(s.subnet);
-        const pool = existing ?? (await rt.ipam.ensurePool(s.subnet));
+        const pool = existing ?? (await rt.ipam.requestPool({ pool: s.subnet, v6: fam(s) === 6 }));
         if (!existing) madePools.push(pool.id);
         if (!conf.isGateway) {
           withGateways.push({ subnet: pool.subnet });
