@@ -64,55 +64,72 @@ export function encodeAttrs(attrs: readonly Attr[]): Buffer {
   return buf;
 }
 
-/** Decoded attributes: the last payload for each type (the kernel never repeats the ones we read). */
+/**
+ * Decoded attributes: the last payload for each type (the kernel never repeats the ones we read).
+ * Only where each payload lies is kept, as one number (offset * 2^16 + length; an attribute's
+ * length is 16 bits): a link message carries ~60 attributes and a caller reads a handful, so a
+ * Buffer view per attribute was most of the cost of decoding a link event or a dump.
+ */
 export class Attrs {
-  private readonly map = new Map<number, Buffer>();
+  private readonly at = new Map<number, number>();
 
-  constructor(buf: Buffer, offset = 0, end = buf.length) {
+  constructor(private readonly data: Buffer, offset = 0, end = data.length) {
     let o = offset;
     while (o + 4 <= end) {
-      const len = buf.readUInt16LE(o);
-      const type = buf.readUInt16LE(o + 2) & NLA_TYPE_MASK;
+      const len = data.readUInt16LE(o);
+      const type = data.readUInt16LE(o + 2) & NLA_TYPE_MASK;
       if (len < 4 || o + len > end) break; // malformed tail: stop rather than read garbage
-      this.map.set(type, buf.subarray(o + 4, o + len));
+      this.at.set(type, (o + 4) * 0x10000 + (len - 4));
       o += align4(len);
     }
   }
 
+  /** Payload offset and length of `type`, or undefined. */
+  private span(type: number): [number, number] | undefined {
+    const v = this.at.get(type);
+    return v === undefined ? undefined : [Math.floor(v / 0x10000), v % 0x10000];
+  }
+  /** Offset of a payload of at least `size` bytes, or -1. */
+  private field(type: number, size: number): number {
+    const v = this.at.get(type);
+    return v !== undefined && v % 0x10000 >= size ? Math.floor(v / 0x10000) : -1;
+  }
+
   has(type: number): boolean {
-    return this.map.has(type);
+    return this.at.has(type);
   }
   buf(type: number): Buffer | undefined {
-    return this.map.get(type);
+    const s = this.span(type);
+    return s && this.data.subarray(s[0], s[0] + s[1]);
   }
   u8(type: number): number | undefined {
-    const b = this.map.get(type);
-    return b && b.length >= 1 ? b.readUInt8(0) : undefined;
+    const o = this.field(type, 1);
+    return o < 0 ? undefined : this.data.readUInt8(o);
   }
   u16(type: number): number | undefined {
-    const b = this.map.get(type);
-    return b && b.length >= 2 ? b.readUInt16LE(0) : undefined;
+    const o = this.field(type, 2);
+    return o < 0 ? undefined : this.data.readUInt16LE(o);
   }
   be16(type: number): number | undefined {
-    const b = this.map.get(type);
-    return b && b.length >= 2 ? b.readUInt16BE(0) : undefined;
+    const o = this.field(type, 2);
+    return o < 0 ? undefined : this.data.readUInt16BE(o);
   }
   u32(type: number): number | undefined {
-    const b = this.map.get(type);
-    return b && b.length >= 4 ? b.readUInt32LE(0) : undefined;
+    const o = this.field(type, 4);
+    return o < 0 ? undefined : this.data.readUInt32LE(o);
   }
   i32(type: number): number | undefined {
-    const b = this.map.get(type);
-    return b && b.length >= 4 ? b.readInt32LE(0) : undefined;
+    const o = this.field(type, 4);
+    return o < 0 ? undefined : this.data.readInt32LE(o);
   }
   str(type: number): string | undefined {
-    const b = this.map.get(type);
-    if (!b) return undefined;
-    const nul = b.indexOf(0);
-    return b.subarray(0, nul < 0 ? b.length : nul).toString('utf8');
+    const s = this.span(type);
+    if (!s) return undefined;
+    const nul = this.data.indexOf(0, s[0]);
+    return this.data.toString('utf8', s[0], nul < 0 || nul > s[0] + s[1] ? s[0] + s[1] : nul);
   }
   nested(type: number): Attrs | undefined {
-    const b = this.map.get(type);
-    return b ? new Attrs(b) : undefined;
+    const s = this.span(type);
+    return s && new Attrs(this.data, s[0], s[0] + s[1]);
   }
 }

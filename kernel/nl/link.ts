@@ -154,7 +154,9 @@ export function parseLink(payload: Buffer): Link {
   if (info) {
     const kind = info.str(IFLA_INFO.KIND);
     if (kind) link.kind = kind;
-    const data = info.nested(IFLA_INFO.DATA);
+    // Only the kinds read below: a bridge's own data is ~50 attributes, and every link event
+    // about it would pay for them.
+    const data = kind === 'vxlan' || kind === 'macvlan' || kind === 'vlan' ? info.nested(IFLA_INFO.DATA) : undefined;
     if (kind === 'vxlan' && data) {
       const local = data.buf(IFLA_VXLAN.LOCAL) ?? data.buf(IFLA_VXLAN.LOCAL6);
       const dev = data.u32(IFLA_VXLAN.LINK);
