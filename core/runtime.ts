@@ -30,6 +30,7 @@ import { readInventory } from './inventory.js';
 import { Metrics } from './metrics.js';
 import { TSNET_VERSION } from './version.js';
 import { claimNamespace } from './namespace-claim.js';
+import { warmUp } from '../cni/warm-up.js';
 
 export interface DaemonOptions {
   pluginDir: string;
@@ -68,6 +69,8 @@ export interface DaemonOptions {
   orphanGraceSeconds?: number;
   /** Seconds between sweeps for networks and endpoints Docker forgot (default 30). */
   dockerSyncSeconds?: number;
+  /** Rehearse one attach in namespaces of its own before answering (cni/warm-up.ts); default on. */
+  warmUp?: boolean;
 }
 
 export interface Daemon {
@@ -228,6 +231,14 @@ async function startServices(opts: DaemonOptions): Promise<Daemon> {
     overlay.reconcile().then(() => cluster!.sweepDeadHosts()).catch((e) => log.warn({ err: (e as Error).message }, 'cluster reconcile failed'));
   }, Math.min(30, opts.leaseTtl ?? 10) * 1000);
   clusterTimer.unref();
+  // Before the sockets open, so the first container after a start does not pay for V8's first
+  // compile of the attach path; a rehearsal that fails costs nothing else.
+  if (opts.warmUp !== false) {
+    await warmUp(opts.stateDir).then(
+      (r) => log.debug({ ms: Math.round(r.ms), renders: r.renders, events: r.events }, 'warmed up'),
+      (e) => log.warn({ err: (e as Error).message }, 'warm-up rehearsal failed; the first attach will be slower'),
+    );
+  }
   const apps: FastifyInstance[] = await startPluginSockets(
     opts.managedPlugin ? [{ name: 'tsnet', driver: opts.managedPlugin, implements: ['NetworkDriver', 'IpamDriver'] }] : [
       { name: 'tsbridge', implements: ['NetworkDriver'] },

@@ -35,6 +35,19 @@ export async function createNetns(name: string): Promise<NetnsRef> {
   return ref;
 }
 
+/**
+ * Creates a namespace pinned at any path (a file it creates; EEXIST if present): for namespaces
+ * that are nobody's business in `ip netns list`, such as the daemon's warm-up rehearsal.
+ */
+export async function createNetnsAt(path: string): Promise<NetnsRef> {
+  try {
+    await native().netnsCreate(path);
+  } catch (e) {
+    throw wrap(e, 'create netns', path);
+  }
+  return { path };
+}
+
 /** Removes a namespace made by createNetns or `ip netns add`; a missing one is fine. */
 export async function deleteNetns(ref: NetnsRef | string): Promise<void> {
   const path = typeof ref === 'string' ? netnsByName(ref).path : ref.path;
