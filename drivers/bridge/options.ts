@@ -55,7 +55,8 @@ export function parseBridgeOptions(raw: Record<string, string>): BridgeOptions {
         opts.masquerade = BOOL(key, value);
         break;
       case 'com.docker.network.bridge.host_binding_ipv4':
-        if (!/^\d{1,3}(\.\d{1,3}){3}$/.test(value)) throw new NetError('INVALID_ARGUMENT', `option ${key} must be an IPv4 address`);
+        // Docker parses it as an address (net.ParseIP) and refuses what is not one, 999.1.1.1 too.
+        if (!isIPv4(value)) throw new NetError('INVALID_ARGUMENT', `option ${key} must be an IPv4 address, not ${JSON.stringify(value.slice(0, 80))}`);
         opts.hostBindingIpv4 = value;
         break;
       case 'com.docker.network.driver.mtu':

@@ -21,7 +21,8 @@ describe('tsbridge options', () => {
       'com.docker.network.container_iface_prefix': 'tsx',
       'com.docker.network.host_ipv4': '192.0.2.9',
       'com.docker.network.enable_ipv6': 'true',
-    })).toEqual({ icc: true, masquerade: true, containerIfPrefix: 'tsx', hostIpv4: '192.0.2.9' });
+      'com.docker.network.bridge.host_binding_ipv4': '127.0.0.1',
+    })).toEqual({ icc: true, masquerade: true, containerIfPrefix: 'tsx', hostIpv4: '192.0.2.9', hostBindingIpv4: '127.0.0.1' });
   });
 
   it('refuse values that could not name an interface or go into a rule, each clearly', () => {
@@ -30,6 +31,9 @@ describe('tsbridge options', () => {
     refused({ 'com.docker.network.container_iface_prefix': '' }, /1 to 12 characters/);
     refused({ 'com.docker.network.host_ipv4': '10.0.0.1/8' }, /must be an IPv4 address/);
     refused({ 'com.docker.network.host_ipv4': 'fd00::1' }, /must be an IPv4 address/);
+    // Docker's net.ParseIP refuses these as well.
+    refused({ 'com.docker.network.bridge.host_binding_ipv4': '999.1.1.1' }, /must be an IPv4 address, not "999.1.1.1"/);
+    refused({ 'com.docker.network.bridge.host_binding_ipv4': '127.0.0.1/8' }, /must be an IPv4 address/);
     refused({ 'com.docker.network.enable_ipv6': 'maybe' }, /must be true or false/);
     refused({ 'com.docker.network.bridge.nmae': 'x' }, /does not know option/);
   });
