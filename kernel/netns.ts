@@ -25,14 +25,8 @@ function wrap(e: unknown, op: string, target: string): unknown {
 
 /** Creates /run/netns/NAME (fails with EEXIST if present). */
 export async function createNetns(name: string): Promise<NetnsRef> {
-  const ref = netnsByName(name);
   await mkdir(NETNS_RUN_DIR, { recursive: true });
-  try {
-    await native().netnsCreate(ref.path);
-  } catch (e) {
-    throw wrap(e, 'create netns', name);
-  }
-  return ref;
+  return createNetnsAt(netnsByName(name).path);
 }
 
 /**
