@@ -17,12 +17,16 @@ interface Outcome {
   sent: { rewrites: number; inserts: number };
   /** iptables-save runs of the firewall's applies. */
   saves: number;
+  /** Drift checks answered from the nf_tables generation, without iptables-save. */
+  driftSkips: number;
+  /** What each drift step found. */
+  drifts: string[][];
   rules: Record<'4' | '6', string[]>;
   /** Every rule of the built-in chains tsnet hooks into. */
   builtin: Record<'4' | '6', string[]>;
 }
 
-function applySteps(steps: Array<FirewallNetwork[] | { run: string[] } | { force: FirewallNetwork[] }>): Outcome {
+function applySteps(steps: Array<FirewallNetwork[] | { run: string[] } | { force: FirewallNetwork[] } | { drift: FirewallNetwork[] }>): Outcome {
   const ns = makeNs('fw');
   const r = spawnSync('nsenter', [`--net=${ns.path}`, process.execPath, FIXTURE], {
     input: JSON.stringify({ steps, extras: { resolverPort: 53 } }), encoding: 'utf8', timeout: 60_000,
@@ -100,6 +104,22 @@ describe.skipIf(!canRun)('firewall: add-only changes as inserts', () => {
     expect(disturbed.rules).toEqual(quiet.rules);
     expect(disturbed.rules['4'].join('\n')).not.toContain('stray0');
     expect(disturbed.saves).toBeGreaterThan(2);
+  });
+
+  it('the periodic drift check reads nothing back while nobody else commits, and still finds a stray rule', () => {
+    const nets = [net(1), net(2, { ports: [port(2, 8080)] })];
+    const check = { drift: nets };
+    const stray = { run: ['iptables', '-t', 'filter', '-I', 'TSNET-FORWARD', '1', '-i', 'stray0', '-j', 'ACCEPT'] };
+    // Another writer's commit that leaves our chains alone (a chain of its own).
+    const other = { run: ['iptables', '-N', 'OTHER-TOOL'] };
+    const r = applySteps([{ force: nets }, check, check, stray, check, { force: nets }, check, other, check, check]);
+    expect(r.drifts[0]).toEqual([]);
+    expect(r.drifts[1]).toEqual([]);
+    expect(r.drifts[2]).toEqual(['iptables filter TSNET-FORWARD: 12 rules, want 11']);
+    expect(r.drifts.slice(3)).toEqual([[], [], []]);
+    // Skipped: the two after the first forced render, the one after the second, and the last one,
+    // which follows a full check that found the kernel as rendered after the other writer's commit.
+    expect(r.driftSkips).toBe(4);
   });
 
   it('built-in chains jump to ours once each, FORWARD right after DOCKER-USER; a lost or moved jump comes back, and only once', () => {
