@@ -71,7 +71,8 @@ export function encodeAttrs(attrs: readonly Attr[]): Buffer {
  * Buffer view per attribute was most of the cost of decoding a link event or a dump.
  */
 export class Attrs {
-  private readonly at = new Map<number, number>();
+  /** Indexed by attribute type (rtnetlink's are small numbers): cheaper than a Map per message. */
+  private readonly at: number[] = [];
 
   constructor(private readonly data: Buffer, offset = 0, end = data.length) {
     let o = offset;
@@ -79,24 +80,24 @@ export class Attrs {
       const len = data.readUInt16LE(o);
       const type = data.readUInt16LE(o + 2) & NLA_TYPE_MASK;
       if (len < 4 || o + len > end) break; // malformed tail: stop rather than read garbage
-      this.at.set(type, (o + 4) * 0x10000 + (len - 4));
+      this.at[type] = (o + 4) * 0x10000 + (len - 4);
       o += align4(len);
     }
   }
 
   /** Payload offset and length of `type`, or undefined. */
   private span(type: number): [number, number] | undefined {
-    const v = this.at.get(type);
+    const v = this.at[type];
     return v === undefined ? undefined : [Math.floor(v / 0x10000), v % 0x10000];
   }
   /** Offset of a payload of at least `size` bytes, or -1. */
   private field(type: number, size: number): number {
-    const v = this.at.get(type);
+    const v = this.at[type];
     return v !== undefined && v % 0x10000 >= size ? Math.floor(v / 0x10000) : -1;
   }
 
   has(type: number): boolean {
-    return this.at.has(type);
+    return this.at[type] !== undefined;
   }
   buf(type: number): Buffer | undefined {
     const s = this.span(type);
