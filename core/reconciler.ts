@@ -137,7 +137,7 @@ export class Reconciler {
     if (drift.length) {
       repairs.push({ what: 'firewall re-rendered', object: drift.slice(0, 3).join('; ') + (drift.length > 3 ? ` (+${drift.length - 3})` : '') });
     }
-    repairs.push(...(await this.removeLeaks(links)));
+    repairs.push(...(await this.removeLeaks(links, nets, eps)));
     repairs.push(...(await this.freeOrphanAddresses()));
     for (const r of repairs) {
       this.counts.set(r.what, (this.counts.get(r.what) ?? 0) + 1);
@@ -272,16 +272,19 @@ export class Reconciler {
       const mine = pools.filter((p) => subnets.includes(p.subnet));
       if (!mine.length) continue;
       const orphans = async (): Promise<Array<{ pool: string; ip: string }>> => {
-        const used = new Set((await this.networks.listEndpoints(n.id)).flatMap((e) => [e.spec.address4, e.spec.address6]).filter((a): a is string => !!a).map((a) => a.split('/')[0]!));
-        const out: Array<{ pool: string; ip: string }> = [];
+        const candidates: Array<{ pool: string; ip: string }> = [];
         for (const p of mine) {
           for (const a of await ipam.listAddresses(p.id)) {
-            if (a.kind !== 'endpoint' || !a.owner.startsWith('docker:') || used.has(a.ip)) continue;
+            if (a.kind !== 'endpoint' || !a.owner.startsWith('docker:')) continue;
             if (Date.now() - Date.parse(a.at) < grace) continue; // a CreateEndpoint may be on its way
-            out.push({ pool: p.id, ip: a.ip });
+            candidates.push({ pool: p.id, ip: a.ip });
           }
         }
-        return out;
+        // Endpoints are read only when some address could be an orphan (never for CNI networks,
+        // whose addresses are their endpoints' own): a full read per network every pass adds up.
+        if (!candidates.length) return [];
+        const used = new Set((await this.networks.listEndpoints(n.id)).flatMap((e) => [e.spec.address4, e.spec.address6]).filter((a): a is string => !!a).map((a) => a.split('/')[0]!));
+        return candidates.filter((c) => !used.has(c.ip));
       };
       // Looked for without the lock; released under it after looking again.
       if (!(await orphans()).length) continue;
@@ -295,12 +298,15 @@ export class Reconciler {
     return repairs;
   }
 
-  private async removeLeaks(links: Link[]): Promise<Repair[]> {
+  /**
+   * `nets` and `eps` were read right after `links`, at the start of the pass: a create finishing
+   * after that makes its links suspects once, and a suspect goes only when the next pass, with
+   * fresh reads, still finds it unrecorded.
+   */
+  private async removeLeaks(links: Link[], nets: NetworkRecord[], eps: EndpointRecord[]): Promise<Repair[]> {
     const owner = this.ctx.owner;
     if (!owner) return [];
     if (this.networks.mutating) return []; // objects of a create in flight have no record yet
-    const nets = await this.networks.listNetworks();
-    const eps = await this.networks.listEndpoints();
     const known = recordedLinkNames(nets, eps);
     const suspects = new Set(links.filter((l) => linkOwnedBy(l, owner) && !known.has(l.name)).map((l) => l.name));
     const repairs: Repair[] = [];
