@@ -13,18 +13,12 @@
 import { mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createNetnsAt, deleteNetns } from '../kernel/netns.js';
-import { NetlinkHandle } from '../kernel/netlink.js';
 import { NetlinkEvents } from '../kernel/netlink-events.js';
 import { RenderOnlyFirewall } from '../kernel/firewall/render-only.js';
-import { Ipam } from '../ipam/ipam.js';
-import { SqliteStore } from '../store/sqlite-store.js';
-import { NetworkService } from '../core/network-service.js';
-import { hostNetworks } from '../core/host-networks.js';
-import { ownerMac, ownerMark } from '../core/owner.js';
+import { openCniRuntime } from '../core/cni-runtime.js';
 import { LinkReaper } from '../drivers/shared/reaper.js';
 import type { Logger } from '../drivers/driver.js';
 import { runCni } from './dispatch.js';
-import type { CniRuntime } from './commands.js';
 
 const quiet: Logger = { debug: () => undefined, info: () => undefined, warn: () => undefined, error: () => undefined };
 
@@ -63,29 +57,24 @@ export async function warmUp(stateDir: string): Promise<WarmUpReport> {
   try {
     const hostNs = await createNetnsAt(join(dir, 'host'));
     const containerNs = await createNetnsAt(join(dir, 'container'));
-    const store = new SqliteStore(join(dir, 'tsnet.db'));
-    const host = await NetlinkHandle.open(hostNs);
     const reaper = new LinkReaper(quiet);
+    // The same runtime a standalone CNI call opens, with the rehearsal's namespace as its host.
+    const rt = await openCniRuntime(dir, quiet, { hostNs, firewall, reaper });
     // The reconciler decodes every link and address event of the real host: the rehearsal's are
     // decoded the same way, and dropped.
-    const watch = NetlinkEvents.open(hostNs, () => void events++);
+    let watch: NetlinkEvents | undefined;
     try {
-      const owner = await ownerMark(store);
-      const networks = new NetworkService(store, { host, firewall, log: quiet, owner, ownedMac: (s?: string) => ownerMac(owner, s), reaper });
-      const ipam = new Ipam(store, { hostNetworks: () => hostNetworks(host) });
-      const rt: CniRuntime = { networks, ipam, host, stateDir: dir, dnsDomain: 'tsnet.internal', log: quiet };
+      watch = NetlinkEvents.open(hostNs, () => void events++);
       for (const command of ['ADD', 'DEL']) {
         let out = '';
         const env = { CNI_COMMAND: command, CNI_CONTAINERID: 'tsnet-warm-up', CNI_NETNS: containerNs.path, CNI_IFNAME: 'eth0' };
         const code = await runCni('tsbridge', { env, stdin: CONF, out: (t) => (out += t) }, async () => rt);
         if (code !== 0) throw new Error(`rehearsed CNI ${command} failed: ${out}`);
       }
-      networks.reserver.closeAll();
       await reaper.drain();
     } finally {
-      watch.close();
-      await host.close();
-      await store.close();
+      watch?.close();
+      await rt.close();
     }
   } finally {
     await clear(dir);
