@@ -1,9 +1,8 @@
 // tsbridge network options, with Docker's names where Docker has them. Unknown keys are refused:
 // a typo that is silently ignored is worse than an error.
 
-import { isIPv4 } from 'node:net';
 import { NetError } from '../../kernel/errors.js';
-import { CONTAINER_IFACE_PREFIX, parseIfacePrefix, parseMtu } from '../shared/options.js';
+import { CONTAINER_IFACE_PREFIX, parseIfacePrefix, parseIpv4Option, parseMtu } from '../shared/options.js';
 import { validateIfName } from '../../kernel/names.js';
 
 export interface BridgeOptions {
@@ -55,9 +54,7 @@ export function parseBridgeOptions(raw: Record<string, string>): BridgeOptions {
         opts.masquerade = BOOL(key, value);
         break;
       case 'com.docker.network.bridge.host_binding_ipv4':
-        // Docker parses it as an address (net.ParseIP) and refuses what is not one, 999.1.1.1 too.
-        if (!isIPv4(value)) throw new NetError('INVALID_ARGUMENT', `option ${key} must be an IPv4 address, not ${JSON.stringify(value.slice(0, 80))}`);
-        opts.hostBindingIpv4 = value;
+        opts.hostBindingIpv4 = parseIpv4Option(key, value);
         break;
       case 'com.docker.network.driver.mtu':
         opts.mtu = parseMtu(key, value);
@@ -72,9 +69,7 @@ export function parseBridgeOptions(raw: Record<string, string>): BridgeOptions {
         BOOL(key, value);
         break;
       case 'com.docker.network.host_ipv4':
-        // It goes into an iptables rule: an IPv4 address and nothing else (isIPv4 refuses "1.2.3.4/8").
-        if (!isIPv4(value)) throw new NetError('INVALID_ARGUMENT', `option ${key} must be an IPv4 address, not ${JSON.stringify(value.slice(0, 80))}`);
-        opts.hostIpv4 = value;
+        opts.hostIpv4 = parseIpv4Option(key, value);
         break;
       default:
         throw new NetError('UNSUPPORTED_OPTION', `tsbridge does not know option ${JSON.stringify(key)}; known: ${BRIDGE_OPTION_KEYS.join(', ')}`);

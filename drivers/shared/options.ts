@@ -1,5 +1,6 @@
 // Option parsing shared by drivers.
 
+import { isIPv4 } from 'node:net';
 import { NetError } from '../../kernel/errors.js';
 import { validateIfName } from '../../kernel/names.js';
 
@@ -24,5 +25,14 @@ export function parseIfacePrefix(key: string, value: string): string {
   } catch (e) {
     throw new NetError('INVALID_ARGUMENT', `option ${key}: ${JSON.stringify(value.slice(0, 40))} cannot start an interface name (${(e as Error).message})`);
   }
+  return value;
+}
+
+/**
+ * An option that is an IPv4 address and nothing else: it goes into a rule or a binding. isIPv4
+ * refuses "1.2.3.4/8" and 999.1.1.1, as Docker's net.ParseIP does.
+ */
+export function parseIpv4Option(key: string, value: string): string {
+  if (!isIPv4(value)) throw new NetError('INVALID_ARGUMENT', `option ${key} must be an IPv4 address, not ${JSON.stringify(value.slice(0, 80))}`);
   return value;
 }
