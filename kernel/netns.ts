@@ -25,8 +25,9 @@ function wrap(e: unknown, op: string, target: string): unknown {
 
 /** Creates /run/netns/NAME (fails with EEXIST if present). */
 export async function createNetns(name: string): Promise<NetnsRef> {
+  const ref = netnsByName(name); // a bad name is refused before anything is made
   await mkdir(NETNS_RUN_DIR, { recursive: true });
-  return createNetnsAt(netnsByName(name).path);
+  return createNetnsAt(ref.path);
 }
 
 /**
