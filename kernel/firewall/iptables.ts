@@ -398,7 +398,8 @@ export class IptablesFirewall {
     // wanted now are the ones that render sent: the kernel still holds them. This is the periodic
     // pass's common case, and it spares two iptables-save runs (each a fork of the daemon).
     const gen = await this.generation();
-    const asApplied = this.holdsRenderOf(nets, extras);
+    const rendered = { 4: renderRules(nets, 4, extras), 6: renderRules(nets, 6, extras) };
+    const asApplied = this.holdsRender(rendered);
     if (gen !== undefined && gen === this.settledGen && asApplied) {
       this.read.driftSkips++;
       return [];
@@ -406,7 +407,7 @@ export class IptablesFirewall {
     const problems: string[] = [];
     let forwardInPlace = true;
     for (const family of [4, 6] as const) {
-      const want = countRules(renderRules(nets, family, extras));
+      const want = countRules(rendered[family]);
       let saved: string;
       try {
         saved = await saveText(family);
@@ -430,11 +431,11 @@ export class IptablesFirewall {
     return problems;
   }
 
-  /** Whether what `nets` renders is exactly what the last renders sent, in both families. */
-  private holdsRenderOf(nets: readonly FirewallNetwork[], extras: FirewallExtras): boolean {
+  /** Whether `rendered` (each family's restore text) is exactly what the last renders sent. */
+  private holdsRender(rendered: Record<IpFamily, string>): boolean {
     return ([4, 6] as const).every((family) => {
       const have = this.applied.get(family);
-      const want = tableBlocks(renderRules(nets, family, extras));
+      const want = tableBlocks(rendered[family]);
       return !!have && have.size === want.size && [...want].every(([table, text]) => have.get(table) === text);
     });
   }
